@@ -22,6 +22,7 @@ from typing import Any, Literal
 from ._concurrency import LoopPortal
 from ._exceptions import ClientDisconnected, LifespanFailure, LocalProtocolError
 from ._types import ASGIApp, Environ, Message, Scope, StartResponse
+from .lifespan import Lifespan
 from .translate import environ_to_scope
 
 __all__ = ["ASGIToWSGI"]
@@ -338,7 +339,7 @@ class ASGIToWSGI:
             self._state = None
             self._lifespan_error = None
             if self.lifespan != "off":
-                lifespan = _Lifespan(self.app, self.lifespan)
+                lifespan = Lifespan(self.app, self.lifespan)
                 try:
                     self.portal.run(lifespan.startup(), timeout=self.startup_timeout)
                 except BaseException as exc:
@@ -349,69 +350,3 @@ class ASGIToWSGI:
                     if lifespan.supported:
                         self.portal.on_exit(lifespan.shutdown)
             self._lifespan_loop = loop
-
-
-class _Lifespan:
-    """Drive one app's lifespan scope on the portal loop (startup now, shutdown at exit)."""
-
-    def __init__(self, app: ASGIApp, mode: str) -> None:
-        self.app = app
-        self.mode = mode
-        self.state: dict[str, Any] = {}
-        self.supported = True
-        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self.startup_done: asyncio.Future[None] | None = None
-        self.shutdown_done: asyncio.Future[None] | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    async def startup(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.inbox = asyncio.Queue()
-        self.startup_done = loop.create_future()
-        self.shutdown_done = loop.create_future()
-        self.task = loop.create_task(self._run())
-        await self.inbox.put({"type": "lifespan.startup"})
-        await self.startup_done
-
-    async def shutdown(self) -> None:
-        if self.task is None or self.task.done() or self.shutdown_done is None:
-            return
-        await self.inbox.put({"type": "lifespan.shutdown"})
-        try:
-            await self.shutdown_done
-        except BaseException as exc:
-            logger.error("ASGI lifespan shutdown failed", exc_info=exc)
-
-    async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
-        assert self.startup_done is not None and self.shutdown_done is not None
-        try:
-            await self.app(scope, self.inbox.get, self._send)
-        except BaseException as exc:
-            if not self.startup_done.done():
-                if self.mode == "auto":
-                    logger.info("ASGI 'lifespan' protocol appears unsupported (%r)", exc)
-                    self.supported = False
-                    self.startup_done.set_result(None)
-                else:
-                    self.startup_done.set_exception(exc)
-            elif not self.shutdown_done.done():
-                self.shutdown_done.set_exception(exc)
-        finally:
-            if not self.startup_done.done():
-                self.supported = False
-                self.startup_done.set_result(None)
-            if not self.shutdown_done.done():
-                self.shutdown_done.set_result(None)
-
-    async def _send(self, message: Message) -> None:
-        assert self.startup_done is not None and self.shutdown_done is not None
-        kind = message["type"]
-        if kind == "lifespan.startup.complete":
-            self.startup_done.set_result(None)
-        elif kind == "lifespan.startup.failed":
-            self.startup_done.set_exception(LifespanFailure(message.get("message", "startup failed")))
-        elif kind == "lifespan.shutdown.complete":
-            self.shutdown_done.set_result(None)
-        elif kind == "lifespan.shutdown.failed":
-            self.shutdown_done.set_exception(LifespanFailure(message.get("message", "shutdown failed")))

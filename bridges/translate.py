@@ -45,8 +45,9 @@ _PLAIN, _CONTENT_TYPE, _CONTENT_LENGTH, _COOKIE, _DROP = range(5)
 _CACHE_LIMIT = 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-# RFC 3986 section 3.3: characters a path may hold unescaped (plus "%" so existing escapes survive).
-_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+# RFC 3986 section 3.3: characters a path may hold unescaped. Not "%": the paths quoted here are
+# already percent-decoded, so a literal "%" in them must become "%25".
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,8 @@ def headers_to_environ(
         if key not in result:
             result[key] = value
             continue
-        if kind == _CONTENT_LENGTH:
-            if value != result[key]:
-                raise RemoteProtocolError("conflicting Content-Length headers", status_code=400)
-            continue
+        if kind == _CONTENT_LENGTH and value != result[key]:
+            raise RemoteProtocolError("conflicting Content-Length headers", status_code=400)
         if repeated is None:
             repeated = {}
         values = repeated.get(key)
@@ -155,8 +154,14 @@ def headers_to_environ(
             )
     if repeated:
         for key, values in repeated.items():
-            result[key] = ("; " if key == "HTTP_COOKIE" else ",").join(values)
+            if key != "CONTENT_LENGTH":  # identical repeats (checked above) collapse to one value
+                result[key] = ("; " if key == "HTTP_COOKIE" else ",").join(values)
     return result
+
+
+def _is_port(text: str) -> bool:
+    """True for a port number: ASCII digits only (str.isdigit() also accepts "²", which int() refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def _server_name_and_port(scope: Scope, headers: Mapping[str, str]) -> tuple[str, str]:
@@ -172,10 +177,12 @@ def _server_name_and_port(scope: Scope, headers: Mapping[str, str]) -> tuple[str
             end = host.find("]")
             if end != -1:
                 port = host[end + 2 :] if host[end + 1 : end + 2] == ":" else ""
-                return host[: end + 1], port if port.isdigit() else default_port
+                return host[: end + 1], port if _is_port(port) else default_port
         name, sep, port = host.rpartition(":")
-        if sep and port.isdigit():
+        if sep and _is_port(port):
             return name, port
+        if sep and not port:  # "example.com:" - an empty port means the default (RFC 3986 section 3.2.3)
+            return name, default_port
         return host, default_port
     return "localhost", default_port
 
@@ -257,10 +264,15 @@ def scope_to_cgi_variables(
     """
     header_vars = headers_to_environ(scope["headers"], policy)
     server_name, server_port = _server_name_and_port(scope, header_vars)
-    if script_name is None or path_info is None:
-        split_script, split_info = split_path(scope["path"], scope.get("root_path", ""))
+    if path_info is None:
+        # With only `script_name` given, PATH_INFO is what follows it (so the two still add up to
+        # the path); with neither, the split is by root_path.
+        split_script, path_info = split_path(
+            scope["path"], scope.get("root_path", "") if script_name is None else script_name
+        )
         script_name = split_script if script_name is None else script_name
-        path_info = split_info if path_info is None else path_info
+    elif script_name is None:
+        script_name = split_path(scope["path"], scope.get("root_path", ""))[0]
     client = scope.get("client")
     scheme = scope.get("scheme", "http")
     variables: CGIVariables = {
@@ -309,7 +321,7 @@ def _scheme_of(environ: Mapping[str, Any]) -> str:
 
 def _port(value: Any) -> int | None:
     text = str(value) if value is not None else ""
-    return int(text) if text.isdigit() else None
+    return int(text) if _is_port(text) else None
 
 
 def environ_to_scope(environ: Mapping[str, Any]) -> Scope:
@@ -328,7 +340,7 @@ def environ_to_scope(environ: Mapping[str, Any]) -> Scope:
         if key.startswith("HTTP_"):
             if key == "HTTP_PROXY":
                 continue
-            if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH") and environ.get(key[5:]):
+            if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH") and key[5:] in environ:
                 continue
             name = key[5:].replace("_", "-").lower()
             headers.append((name.encode("latin-1"), str(value).encode("latin-1")))
@@ -343,6 +355,7 @@ def environ_to_scope(environ: Mapping[str, Any]) -> Scope:
     remote_addr = environ.get("REMOTE_ADDR")
     protocol = str(environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
     http_version = protocol[5:] if protocol.startswith("HTTP/") else "1.1"
+    http_version = {"2.0": "2", "3.0": "3"}.get(http_version, http_version)  # Apache: "HTTP/2.0"
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -370,7 +383,7 @@ def cgi_variables_to_environ(variables: Mapping[str, str]) -> Environ:
     for key, value in variables.items():
         if key == "HTTP_PROXY":
             continue
-        if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH") and variables.get(key[5:]):
+        if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH") and key[5:] in variables:
             continue
         environ[key] = value
     return environ

@@ -1,0 +1,557 @@
+"""The built-in server's HTTP/1.1 connection: an asyncio Protocol that runs an ASGI app per request.
+
+Parsing is `http_parsing` (httptools or h11, strict framing on top); this module is the I/O:
+keep-alive and pipelining (one request at a time, responses in order), `Expect: 100-continue`
+sent on the app's first `receive()`, chunked responses when there is no Content-Length, flow
+control both ways, the header-read and keep-alive timeouts, and the ASGI 2.4 disconnect rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import ClientDisconnected, LocalProtocolError, RemoteProtocolError
+from ._types import ASGIApp, Message, Scope
+from .http_parsing import BODY, HEAD, Limits, RequestHead, decode_path, make_parser, split_target
+
+if TYPE_CHECKING:
+    from .server import ServerState
+
+__all__ = ["HTTPProtocol"]
+
+logger = logging.getLogger("bridges.server")
+access_logger = logging.getLogger("bridges.access")
+
+HIGH_WATER = 64 * 1024
+_STATUS_LINES: dict[int, bytes] = {}
+_NO_BODY_STATUSES = frozenset({204, 304})
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        line = f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
+        if len(_STATUS_LINES) < 1000:
+            _STATUS_LINES[status] = line
+    return line
+
+
+class _DateHeader:
+    """The Date header, formatted at most once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        return self._value
+
+
+DATE = _DateHeader()
+
+
+def error_response(status: int, message: str = "", close: bool = True) -> bytes:
+    body = (message or HTTPStatus(status).phrase).encode("utf-8") + b"\n"
+    return b"".join(
+        [
+            status_line(status),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n" if close else b"",
+            DATE.get(),
+            b"\r\n",
+            body,
+        ]
+    )
+
+
+class HTTPProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, state: ServerState, app: ASGIApp) -> None:
+        self.state = state
+        self.config = state.config
+        self.app = app
+        self.loop = state.loop
+        config = self.config
+        self.limits = Limits(
+            max_request_line_bytes=config.max_request_line_bytes,
+            max_header_bytes=config.max_header_bytes,
+            max_header_count=config.max_header_count,
+            max_body_bytes=config.max_body_bytes,
+        )
+        self.parser = make_parser(state.http_parser, self.limits)
+        self.transport: asyncio.Transport | None = None
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.cycle: RequestCycle | None = None  # The request whose response is being produced.
+        self.parsing: RequestCycle | None = None  # The request whose body is being parsed.
+        self.pipeline: deque[RequestCycle] = deque()
+        self.pending_error: RemoteProtocolError | None = None
+        self.reading_paused = False
+        self.writing_paused = False
+        self.drain_waiters: list[asyncio.Future[None]] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.idle = True  # No request bytes since the last response.
+        self.closed = False
+
+    # ---- connection events -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.state.connections.add(self)
+        self.server = _address(transport.get_extra_info("sockname"))
+        self.client = _address(transport.get_extra_info("peername"))
+        if transport.get_extra_info("sslcontext"):
+            self.scheme = "https"
+        # The header-read deadline runs from accept (RFC 9112 section 9.5 leaves it to us).
+        self._set_timer(self.config.timeout_header_read, self._header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state.connections.discard(self)
+        self._cancel_timer()
+        for cycle in (self.cycle, self.parsing, *self.pipeline):
+            if cycle is not None:
+                cycle.on_disconnect()
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.drain_waiters.clear()
+
+    def eof_received(self) -> bool | None:
+        return None  # Close our side too; a half-closed client gets no more responses.
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.drain_waiters.clear()
+
+    async def drain(self) -> None:
+        if self.writing_paused and not self.closed:
+            waiter = self.loop.create_future()
+            self.drain_waiters.append(waiter)
+            await waiter
+
+    def data_received(self, data: bytes) -> None:
+        if self.idle:
+            self.idle = False
+            if self.cycle is None:
+                # A new request began on a kept-alive connection: its head has a deadline too.
+                self._set_timer(self.config.timeout_header_read, self._header_timeout)
+        try:
+            events = self.parser.feed(data)
+        except RemoteProtocolError as exc:
+            self._on_parse_error(exc)
+            return
+        for kind, payload in events:
+            if kind == BODY:
+                parsing = self.parsing
+                if parsing is not None:
+                    parsing.on_body(payload)
+            elif kind == HEAD:
+                self._on_head(payload)
+            else:
+                parsing = self.parsing
+                if parsing is not None:
+                    parsing.on_end()
+                self.parsing = None
+
+    def _on_head(self, head: RequestHead) -> None:
+        self._cancel_timer()
+        try:
+            raw_path, query = split_target(head.target)
+        except RemoteProtocolError as exc:
+            self._on_parse_error(exc)
+            return
+        path = decode_path(raw_path)
+        root_path = self.config.root_path
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": head.http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": head.method,
+            "root_path": root_path,
+            "path": root_path + path if root_path else path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": head.headers,
+            "state": self.state.app_state.copy(),
+        }
+        if self.state.proxy_trusted is not None:
+            self.state.apply_proxy_headers(scope)
+        cycle = RequestCycle(self, scope, head)
+        self.parsing = cycle
+        if self.state.limit_reached():
+            cycle.reject = 503
+        if self.cycle is None:
+            self._start(cycle)
+        else:
+            self.pipeline.append(cycle)
+            self.pause_reading()  # One request at a time: the rest wait in the socket buffer.
+
+    def _start(self, cycle: RequestCycle) -> None:
+        self.cycle = cycle
+        if cycle.reject:
+            cycle.send_error(cycle.reject, close=False)
+            return
+        task = self.loop.create_task(cycle.run(self.app))
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    def on_response_complete(self, cycle: RequestCycle) -> None:
+        """Called once a response is fully written: close, or go on with the next request."""
+        if cycle is not self.cycle:
+            return
+        self.cycle = None
+        self.state.total_requests += 1
+        if not cycle.keep_alive or self.state.should_exit or self.closed:
+            self.close()
+            return
+        if self.pending_error is not None:
+            self._send_error_and_close(self.pending_error)
+            return
+        if self.pipeline:
+            self._start(self.pipeline.popleft())
+            if not self.pipeline:
+                self.resume_reading()
+            return
+        self.resume_reading()
+        if self.parsing is None:
+            self.idle = True
+            self._set_timer(self.config.timeout_keep_alive, self.close)
+
+    def _on_parse_error(self, exc: RemoteProtocolError) -> None:
+        logger.debug("bad request from %s: %s", self.client, exc)
+        if self.cycle is not None:
+            # Answer in order: after the response in progress.
+            self.pending_error = exc
+            self.pause_reading()
+            if self.parsing is not None and self.parsing is not self.cycle:
+                self.pipeline = deque(c for c in self.pipeline if c is not self.parsing)
+            return
+        self._send_error_and_close(exc)
+
+    def _send_error_and_close(self, exc: RemoteProtocolError) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(error_response(exc.status_code, str(exc)))
+        self.close()
+
+    def _header_timeout(self) -> None:
+        self.timer = None
+        if self.cycle is not None:
+            return
+        if not self.idle and self.transport is not None and not self.closed:
+            self.transport.write(error_response(408))
+        self.close()
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _set_timer(self, delay: float, callback: Any) -> None:
+        self._cancel_timer()
+        self.timer = self.loop.call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close if idle, else close once the current response is done."""
+        if self.cycle is None:
+            self.close()
+        else:
+            self.cycle.keep_alive = False
+
+
+def _address(info: Any) -> tuple[str, int] | None:
+    if isinstance(info, tuple) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    if isinstance(info, str) and info:
+        return (info, None)  # type: ignore[return-value]  # A unix socket (ASGI: port None).
+    return None
+
+
+class RequestCycle:
+    """One request and its response: the ASGI `receive` and `send` for the app."""
+
+    def __init__(self, protocol: HTTPProtocol, scope: Scope, head: RequestHead) -> None:
+        self.protocol = protocol
+        self.transport = protocol.transport
+        self.scope = scope
+        self.head = head
+        self.keep_alive = head.keep_alive
+        self.reject = 0
+        # Request body.
+        self.body = bytearray()
+        self.more_body = True
+        self.body_waiter: asyncio.Future[None] | None = None
+        self.waiting_for_continue = head.expect_continue and head.http_version == "1.1"
+        self.body_received = 0
+        self.body_delivered = False  # The final http.request message went to the app.
+        # Response.
+        self.response_started = False
+        self.response_complete = False
+        self.disconnected = False
+        self.chunked = False
+        self.no_body = head.method == "HEAD"
+        self.expected_length: int | None = None
+        self.sent_length = 0
+        self.pending_head: bytes | None = None
+        self.status = 0
+        self.started_at = time.perf_counter() if protocol.config.access_log else 0.0
+
+    # ---- called by the protocol --------------------------------------------------------------
+
+    def on_body(self, data: bytes) -> None:
+        self.body += data
+        self.body_received += len(data)
+        limit = self.protocol.limits.max_body_bytes
+        if limit is not None and self.body_received > limit:
+            self.body.clear()
+            self._too_large()
+            return
+        if len(self.body) > HIGH_WATER:
+            self.protocol.pause_reading()
+        self._wake_body()
+
+    def on_end(self) -> None:
+        self.more_body = False
+        self._wake_body()
+
+    def on_disconnect(self) -> None:
+        self.disconnected = True
+        self._wake_body()
+
+    def _wake_body(self) -> None:
+        waiter = self.body_waiter
+        if waiter is not None:
+            self.body_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _too_large(self) -> None:
+        self.keep_alive = False
+        if not self.response_started and not self.disconnected:
+            self.send_error(413, close=True)
+        self.disconnected = True
+        self.protocol.close()
+
+    def send_error(self, status: int, close: bool) -> None:
+        if close:
+            self.keep_alive = False
+        self.response_started = True
+        self.status = status
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(error_response(status, close=not self.keep_alive))
+        self._complete()
+
+    # ---- the app -----------------------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                logger.debug("request cancelled")
+            else:
+                logger.error("Exception in ASGI application", exc_info=exc)
+            if not self.response_started and not self.disconnected:
+                self.send_error(500, close=True)
+            elif not self.response_complete:
+                self.keep_alive = False
+                self.protocol.close()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            if not self.response_started and not self.disconnected:
+                logger.error("ASGI callable returned without starting a response")
+                self.send_error(500, close=True)
+            elif not self.response_complete and not self.disconnected:
+                logger.error("ASGI callable returned without completing the response")
+                self.keep_alive = False
+                self.protocol.close()
+
+    async def receive(self) -> Message:
+        if self.waiting_for_continue:
+            self.waiting_for_continue = False
+            transport = self.transport
+            if transport is not None and not transport.is_closing() and not self.response_started:
+                transport.write(_CONTINUE)
+        if not self.disconnected and not self.response_complete and not self.body:
+            if self.more_body or self.body_delivered:
+                # Wait for more body, or (all of it delivered) for the end of the exchange.
+                if not self.protocol.pipeline:
+                    self.protocol.resume_reading()
+                waiter = self.body_waiter = self.protocol.loop.create_future()
+                await waiter
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        if not self.more_body:
+            self.body_delivered = True
+        body = bytes(self.body)
+        self.body.clear()
+        if self.more_body and self.protocol.reading_paused and self.protocol.cycle is self:
+            self.protocol.resume_reading()
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    async def send(self, message: Message) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.response_started:
+                raise LocalProtocolError("http.response.start sent twice")
+            self._start_response(message)
+        elif kind == "http.response.body":
+            if not self.response_started:
+                raise LocalProtocolError("http.response.body sent before http.response.start")
+            if self.response_complete:
+                raise LocalProtocolError("http.response.body sent after the response completed")
+            self._write_body(message.get("body", b""), message.get("more_body", False))
+            if self.protocol.writing_paused:
+                await self.protocol.drain()
+        else:
+            raise LocalProtocolError(f"unexpected ASGI message type {kind!r}")
+
+    def _start_response(self, message: Message) -> None:
+        status = message["status"]
+        self.status = status
+        self.response_started = True
+        self.waiting_for_continue = False
+        config = self.protocol.config
+        parts = [status_line(status)]
+        has_date = has_server = False
+        length: int | None = None
+        for name, value in message.get("headers", ()):
+            lower = name.lower()
+            if b"\n" in value or b"\r" in value or b"\x00" in value or b"\n" in name or b"\r" in name:
+                raise LocalProtocolError(f"invalid response header {name!r}")
+            if lower == b"content-length":
+                length = int(value)
+            elif lower == b"connection":
+                if b"close" in value.lower():
+                    self.keep_alive = False
+            elif lower == b"transfer-encoding":
+                continue  # We frame the body ourselves.
+            elif lower == b"date":
+                has_date = True
+            elif lower == b"server":
+                has_server = True
+            parts += (name, b": ", value, b"\r\n")
+        if config.server_header and not has_server:
+            parts.append(b"server: bridges\r\n")
+        if config.date_header and not has_date:
+            parts.append(DATE.get())
+        if status in _NO_BODY_STATUSES or status < 200:
+            self.no_body = True
+        elif length is not None:
+            self.expected_length = length
+        elif self.no_body:
+            pass
+        elif self.scope["http_version"] == "1.1":
+            self.chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+        else:
+            self.keep_alive = False  # HTTP/1.0 without a length: the close ends the body.
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        elif self.scope["http_version"] == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self.pending_head = b"".join(parts)
+
+    def _write_body(self, body: bytes, more_body: bool) -> None:
+        head = self.pending_head
+        out: list[bytes] = []
+        if head is not None:
+            self.pending_head = None
+            out.append(head)
+        if body and not self.no_body:
+            self.sent_length += len(body)
+            if self.expected_length is not None:
+                if self.sent_length > self.expected_length:
+                    raise LocalProtocolError("response body longer than its Content-Length")
+                out.append(body)
+            elif self.chunked:
+                out += (b"%x\r\n" % len(body), body, b"\r\n")
+            else:
+                out.append(body)
+        if not more_body:
+            if self.chunked and not self.no_body:
+                out.append(b"0\r\n\r\n")
+            expected = self.expected_length
+            if expected is not None and self.sent_length < expected and not self.no_body:
+                logger.error("response body shorter than its Content-Length; closing")
+                self.keep_alive = False
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if not more_body:
+            self._complete()
+
+    def _complete(self) -> None:
+        self.response_complete = True
+        self._wake_body()
+        if self.protocol.config.access_log:
+            self._log_access()
+        if self.more_body and not self.disconnected:
+            # The app did not read the whole body: keep-alive would need it drained first.
+            self.keep_alive = False
+        self.protocol.on_response_complete(self)
+
+    def _log_access(self) -> None:
+        scope = self.scope
+        client = scope["client"]
+        query = scope["query_string"]
+        access_logger.info(
+            '%s - "%s %s%s HTTP/%s" %d %d %.1fms',
+            f"{client[0]}:{client[1]}" if client else "-",
+            scope["method"],
+            scope["raw_path"].decode("latin-1"),
+            "?" + query.decode("latin-1") if query else "",
+            scope["http_version"],
+            self.status,
+            self.sent_length,
+            (time.perf_counter() - self.started_at) * 1000,
+        )

@@ -1,0 +1,268 @@
+"""The built-in ASGI server: listening sockets, lifespan, signals and graceful shutdown.
+
+`Server(config).run()` serves until SIGINT/SIGTERM (or `limit_max_requests`), then stops
+accepting, lets in-flight requests finish for up to `timeout_graceful_shutdown` seconds, runs the
+lifespan shutdown and returns. Each connection is an `http11.HTTPProtocol`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import threading
+from typing import Any, Literal
+
+from ._exceptions import ConfigurationError
+from ._types import ASGIApp, Scope
+from .config import Config
+from .http11 import HTTPProtocol
+from .lifespan import Lifespan
+from .proxy_headers import Trusted, apply_proxy_headers
+
+__all__ = ["Server", "ServerState", "bind_sockets", "configure_logging", "run_config", "serve"]
+
+logger = logging.getLogger("bridges.server")
+
+SD_LISTEN_FDS_START = 3
+
+
+class ServerState:
+    """What every connection of one server shares."""
+
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        self.http_parser = config.resolve_http()
+        self.app_state: dict[str, Any] = {}
+        self.connections: set[HTTPProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.total_requests = 0
+        self.should_exit = False
+        self.proxy_trusted: Trusted | None = config.trusted_proxies() if config.proxy_headers else None
+
+    def limit_reached(self) -> bool:
+        limit = self.config.limit_concurrency
+        return limit is not None and len(self.tasks) >= limit
+
+    def apply_proxy_headers(self, scope: Scope) -> None:
+        if self.proxy_trusted is not None:
+            apply_proxy_headers(scope, self.proxy_trusted)
+
+
+def configure_logging(config: Config) -> None:
+    """Send bridges' logs to stderr at the configured level (the CLI and `serve()` call this)."""
+    root = logging.getLogger("bridges")
+    if not any(getattr(h, "_bridges", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler._bridges = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        root.propagate = False
+    root.setLevel(config.log_level_number)
+    logging.getLogger("bridges.access").disabled = not config.access_log
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """Create the listening sockets the config asks for: systemd's, `--fd`, `--uds`, or host:port."""
+    listen_fds = os.environ.get("LISTEN_FDS")
+    if listen_fds and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        count = int(listen_fds)
+        return [socket.socket(fileno=SD_LISTEN_FDS_START + i) for i in range(count)]
+    if config.fd is not None:
+        try:
+            sock = socket.socket(fileno=config.fd)
+        except OSError as exc:
+            raise ConfigurationError(f"--fd {config.fd}: not a socket ({exc.strerror})") from None
+        return [sock]
+    if config.uds:
+        path = config.uds
+        if os.path.exists(path):
+            if not stat.S_ISSOCK(os.stat(path).st_mode):
+                raise ConfigurationError(f"--uds {path}: exists and is not a socket")
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise ConfigurationError(f"--uds {path}: {exc.strerror}") from None
+        os.chmod(path, 0o666)
+        sock.listen(config.backlog)
+        sock.setblocking(False)
+        return [sock]
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        sock.bind((config.host.strip("[]"), config.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
+    sock.listen(config.backlog)
+    sock.setblocking(False)
+    return [sock]
+
+
+def _describe(sock: socket.socket) -> str:
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{name}"
+    if sock.family == socket.AF_INET6:
+        return f"http://[{name[0]}]:{name[1]}"
+    return f"http://{name[0]}:{name[1]}"
+
+
+class Server:
+    """Serve one config's app in this process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.state: ServerState | None = None
+        self._exit: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until told to stop (blocking); uses uvloop when configured and installed."""
+        loop = new_event_loop(self.config.loop)
+        try:
+            loop.run_until_complete(self.serve(sockets))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def request_exit(self) -> None:
+        """Ask the server to shut down gracefully (thread-safe)."""
+        loop, event = self._loop, self._exit
+        if self.state is not None:
+            self.state.should_exit = True
+        if loop is not None and event is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._exit = asyncio.Event()
+        app, interface = config.load()
+        state = self.state = ServerState(config, loop)
+        lifespan = None
+        if config.lifespan != "off" and interface == "asgi":
+            lifespan = Lifespan(app, config.lifespan)
+            lifespan.state = state.app_state
+            await lifespan.startup()
+        self.sockets = sockets if sockets is not None else bind_sockets(config)
+        servers = [
+            await loop.create_server(lambda: HTTPProtocol(state, app), sock=sock, backlog=config.backlog)
+            for sock in self.sockets
+        ]
+        self._install_signal_handlers(loop)
+        parser = state.http_parser
+        loop_name = type(loop).__module__.split(".")[0]
+        for sock in self.sockets:
+            logger.info(
+                "serving %s app %s on %s (%s, %s)",
+                "WSGI" if interface == "wsgi" else "ASGI",
+                config.app if isinstance(config.app, str) else type(config.app).__name__,
+                _describe(sock),
+                parser,
+                loop_name,
+            )
+        self.started.set()
+        try:
+            await self._wait_for_exit(state)
+        finally:
+            await self._shutdown(servers, state)
+            if lifespan is not None:
+                await lifespan.shutdown()
+            self._remove_signal_handlers(loop)
+
+    async def _wait_for_exit(self, state: ServerState) -> None:
+        assert self._exit is not None
+        limit = self.config.limit_max_requests
+        while not state.should_exit:
+            try:
+                await asyncio.wait_for(self._exit.wait(), 0.5 if limit else None)
+            except asyncio.TimeoutError:
+                pass
+            if self._exit.is_set() or (limit is not None and state.total_requests >= limit):
+                state.should_exit = True
+
+    async def _shutdown(self, servers: list[asyncio.Server], state: ServerState) -> None:
+        logger.info("shutting down")
+        for server in servers:
+            server.close()
+        for connection in list(state.connections):
+            connection.shutdown()
+        timeout = self.config.timeout_graceful_shutdown
+        if state.tasks:
+            _, pending = await asyncio.wait(list(state.tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning("cancelled %d requests still running after %ss", len(pending), timeout)
+                await asyncio.wait(pending, timeout=5)
+        for connection in list(state.connections):
+            connection.close()
+        for server in servers:
+            await server.wait_closed()
+        if self.config.uds and os.path.exists(self.config.uds):
+            os.unlink(self.config.uds)
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.request_exit)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+    def _remove_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+
+def new_event_loop(kind: Literal["auto", "asyncio", "uvloop"]) -> asyncio.AbstractEventLoop:
+    """A new event loop: uvloop for "uvloop" (required) or "auto" (when installed), else asyncio."""
+    if kind != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise ConfigurationError("--loop uvloop: uvloop is not installed") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def serve(app: ASGIApp | str, **options: Any) -> None:
+    """Serve `app` (an app or an import string) with the built-in server; blocks until stopped.
+
+    Options are `Config`'s fields: `serve(app, host="0.0.0.0", port=8080, mode="wsgi")`.
+    """
+    run_config(Config(app=app, **options))
+
+
+def run_config(config: Config) -> None:
+    """Serve what `config` describes, in this process or in `config.workers` worker processes."""
+    configure_logging(config)
+    if config.workers > 1:
+        from .supervisor import Supervisor
+
+        Supervisor(config).run()
+    else:
+        Server(config).run()
