@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--max-body-bytes", type=_positive_int, metavar="N", help="larger request bodies get 413"
     )
+    limits.add_argument(
+        "--ws-max-size",
+        type=_positive_int,
+        default=16 * 1024 * 1024,
+        help="largest WebSocket message in bytes; a larger one closes the connection with 1009",
+    )
     return parser
 
 
@@ -167,6 +173,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "max_header_bytes",
             "max_header_count",
             "max_body_bytes",
+            "ws_max_size",
         )
     }
     return Config(app=args.target, **fields)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import ClientDisconnected, LocalProtocolError, RemoteProtocolError
 from ._types import ASGIApp, Message, Scope
 from .http_parsing import BODY, HEAD, Limits, RequestHead, decode_path, make_parser, split_target
+from .websocket import WebSocketSession, is_websocket_upgrade
 
 if TYPE_CHECKING:
     from .server import ServerState
@@ -110,6 +111,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.idle = True  # No request bytes since the last response.
         self.closed = False
+        self.websocket: WebSocketSession | None = None
 
     # ---- connection events -------------------------------------------------------------------
 
@@ -127,6 +129,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.closed = True
         self.state.connections.discard(self)
         self._cancel_timer()
+        if self.websocket is not None:
+            self.websocket.connection_lost()
         for cycle in (self.cycle, self.parsing, *self.pipeline):
             if cycle is not None:
                 cycle.on_disconnect()
@@ -155,6 +159,9 @@ class HTTPProtocol(asyncio.Protocol):
             await waiter
 
     def data_received(self, data: bytes) -> None:
+        if self.websocket is not None:
+            self.websocket.data_received(data)
+            return
         if self.idle:
             self.idle = False
             if self.cycle is None:
@@ -204,6 +211,9 @@ class HTTPProtocol(asyncio.Protocol):
         }
         if self.state.proxy_trusted is not None:
             self.state.apply_proxy_headers(scope)
+        if head.upgrade is not None and is_websocket_upgrade(head) and self.cycle is None:
+            self._start_websocket(scope, head)
+            return
         cycle = RequestCycle(self, scope, head)
         self.parsing = cycle
         if self.state.limit_reached():
@@ -213,6 +223,15 @@ class HTTPProtocol(asyncio.Protocol):
         else:
             self.pipeline.append(cycle)
             self.pause_reading()  # One request at a time: the rest wait in the socket buffer.
+
+    def _start_websocket(self, scope: Scope, head: RequestHead) -> None:
+        del scope["method"]
+        scope["type"] = "websocket"
+        scope["scheme"] = "wss" if self.scheme == "https" else "ws"
+        session = self.websocket = WebSocketSession(self, scope, head)
+        task = session.start(self.app, self.parser.upgrade_tail)
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
 
     def _start(self, cycle: RequestCycle) -> None:
         self.cycle = cycle
@@ -297,7 +316,9 @@ class HTTPProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Graceful shutdown: close if idle, else close once the current response is done."""
-        if self.cycle is None:
+        if self.websocket is not None:
+            self.websocket.shutdown()
+        elif self.cycle is None:
             self.close()
         else:
             self.cycle.keep_alive = False

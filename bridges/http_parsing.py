@@ -74,6 +74,9 @@ Event = tuple[int, Any]
 
 
 class RequestParser(Protocol):
+    @property
+    def upgrade_tail(self) -> bytes: ...
+
     def feed(self, data: bytes) -> list[Event]: ...
 
 
@@ -167,14 +170,17 @@ class HttptoolsParser:
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._error: RemoteProtocolError | None = None
+        self.upgrade_tail = b""  # Bytes after an upgrade request's head (the new protocol's).
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse `data`; return the events completed so far (raise RemoteProtocolError if bad)."""
         events = self._events = []
         try:
             self._parser.feed_data(data)
-        except self._httptools.HttpParserUpgrade:
-            pass  # The head is complete; what follows belongs to the upgraded protocol.
+        except self._httptools.HttpParserUpgrade as exc:
+            # The head is complete; what follows belongs to the upgraded protocol.
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            self.upgrade_tail = data[offset:]
         except self._httptools.HttpParserCallbackError as exc:
             raise self._error or RemoteProtocolError(str(exc)) from None
         except self._httptools.HttpParserInvalidURLError:
@@ -245,6 +251,11 @@ class H11Parser:
         self._limits = limits
         self._connection = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
 
+    @property
+    def upgrade_tail(self) -> bytes:
+        """Bytes after an upgrade request's head (they belong to the new protocol)."""
+        return bytes(self._connection.trailing_data[0])
+
     def feed(self, data: bytes) -> list[Event]:
         h11 = self._h11
         connection = self._connection
@@ -305,4 +316,5 @@ class H11Parser:
 
 def make_parser(kind: str, limits: Limits) -> RequestParser:
     """Return a parser: `kind` is "httptools" or "h11"."""
-    return HttptoolsParser(limits) if kind == "httptools" else H11Parser(limits)
+    parser: RequestParser = HttptoolsParser(limits) if kind == "httptools" else H11Parser(limits)
+    return parser
