@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from email.utils import formatdate
@@ -208,6 +209,7 @@ class HTTPProtocol(asyncio.Protocol):
             "query_string": query,
             "headers": head.headers,
             "state": self.state.app_state.copy(),
+            "extensions": _extensions_for(head),
         }
         if self.state.proxy_trusted is not None:
             self.state.apply_proxy_headers(scope)
@@ -324,6 +326,20 @@ class HTTPProtocol(asyncio.Protocol):
             self.cycle.keep_alive = False
 
 
+_BASE_EXTENSIONS: dict[str, dict[str, Any]] = {
+    "http.response.pathsend": {},
+    "http.response.early_hint": {},
+}
+
+
+def _extensions_for(head: RequestHead) -> dict[str, dict[str, Any]]:
+    extensions = dict(_BASE_EXTENSIONS)
+    for name, value in head.headers:
+        if name == b"te" and b"trailers" in value.lower():
+            extensions["http.response.trailers"] = {}
+    return extensions
+
+
 def _address(info: Any) -> tuple[str, int] | None:
     if isinstance(info, tuple) and len(info) >= 2:
         return (str(info[0]), int(info[1]))
@@ -357,7 +373,11 @@ class RequestCycle:
         self.no_body = head.method == "HEAD"
         self.expected_length: int | None = None
         self.sent_length = 0
-        self.pending_head: bytes | None = None
+        self.head_parts: list[bytes] | None = None  # The response head, until its framing is known.
+        self.body_done = False  # The last body message (or the file) was written.
+        self.trailers_allowed = scope["extensions"].get("http.response.trailers") is not None
+        self.trailers_expected = False
+        self.trailers_started = False
         self.status = 0
         self.started_at = time.perf_counter() if protocol.config.access_log else 0.0
 
@@ -460,18 +480,28 @@ class RequestCycle:
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         kind = message["type"]
-        if kind == "http.response.start":
-            if self.response_started:
-                raise LocalProtocolError("http.response.start sent twice")
-            self._start_response(message)
-        elif kind == "http.response.body":
+        if kind == "http.response.body":
             if not self.response_started:
                 raise LocalProtocolError("http.response.body sent before http.response.start")
-            if self.response_complete:
+            if self.response_complete or self.body_done:
                 raise LocalProtocolError("http.response.body sent after the response completed")
             self._write_body(message.get("body", b""), message.get("more_body", False))
             if self.protocol.writing_paused:
                 await self.protocol.drain()
+        elif kind == "http.response.start":
+            if self.response_started:
+                raise LocalProtocolError("http.response.start sent twice")
+            self._start_response(message)
+        elif kind == "http.response.trailers":
+            if not self.body_done or not self.trailers_expected:
+                raise LocalProtocolError("http.response.trailers sent out of order")
+            self._write_trailers(message)
+        elif kind == "http.response.pathsend":
+            if not self.response_started or self.response_complete or self.body_done:
+                raise LocalProtocolError("http.response.pathsend sent out of order")
+            await self._send_file(message["path"])
+        elif kind == "http.response.early_hint":
+            self._write_early_hint(message)
         else:
             raise LocalProtocolError(f"unexpected ASGI message type {kind!r}")
 
@@ -481,15 +511,17 @@ class RequestCycle:
         self.response_started = True
         self.waiting_for_continue = False
         config = self.protocol.config
+        self.trailers_expected = bool(message.get("trailers")) and self.trailers_allowed
         parts = [status_line(status)]
         has_date = has_server = False
-        length: int | None = None
         for name, value in message.get("headers", ()):
             lower = name.lower()
             if b"\n" in value or b"\r" in value or b"\x00" in value or b"\n" in name or b"\r" in name:
                 raise LocalProtocolError(f"invalid response header {name!r}")
             if lower == b"content-length":
-                length = int(value)
+                if self.trailers_expected:
+                    continue  # Trailers need chunked framing.
+                self.expected_length = int(value)
             elif lower == b"connection":
                 if b"close" in value.lower():
                     self.keep_alive = False
@@ -506,9 +538,18 @@ class RequestCycle:
             parts.append(DATE.get())
         if status in _NO_BODY_STATUSES or status < 200:
             self.no_body = True
-        elif length is not None:
+        self.head_parts = parts
+
+    def _finish_head(self, length: int | None = None) -> bytes:
+        """Complete the response head with its framing; `length` is a size known only now."""
+        parts = self.head_parts
+        if parts is None:
+            raise LocalProtocolError("the response head was already sent")
+        self.head_parts = None
+        if length is not None and self.expected_length is None and not self.no_body:
             self.expected_length = length
-        elif self.no_body:
+            parts.append(b"content-length: %d\r\n" % length)
+        elif self.no_body or self.expected_length is not None:
             pass
         elif self.scope["http_version"] == "1.1":
             self.chunked = True
@@ -520,14 +561,12 @@ class RequestCycle:
         elif self.scope["http_version"] == "1.0":
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
-        self.pending_head = b"".join(parts)
+        return b"".join(parts)
 
     def _write_body(self, body: bytes, more_body: bool) -> None:
-        head = self.pending_head
         out: list[bytes] = []
-        if head is not None:
-            self.pending_head = None
-            out.append(head)
+        if self.head_parts is not None:
+            out.append(self._finish_head(None if more_body or self.trailers_expected else len(body)))
         if body and not self.no_body:
             self.sent_length += len(body)
             if self.expected_length is not None:
@@ -539,17 +578,86 @@ class RequestCycle:
             else:
                 out.append(body)
         if not more_body:
-            if self.chunked and not self.no_body:
+            self.body_done = True
+            if self.chunked and not self.no_body and not self.trailers_expected:
                 out.append(b"0\r\n\r\n")
             expected = self.expected_length
             if expected is not None and self.sent_length < expected and not self.no_body:
                 logger.error("response body shorter than its Content-Length; closing")
                 self.keep_alive = False
+        self._write(out)
+        if not more_body and not self.trailers_expected:
+            self._complete()
+
+    def _write(self, out: list[bytes]) -> None:
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if not more_body:
+
+    def _write_trailers(self, message: Message) -> None:
+        """Write trailer fields after the last chunk (RFC 9112 section 7.1.2)."""
+        framed = self.chunked and not self.no_body
+        out: list[bytes] = []
+        if framed and not self.trailers_started:
+            out.append(b"0\r\n")
+        self.trailers_started = True
+        for name, value in message.get("headers", ()):
+            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+                raise LocalProtocolError(f"invalid trailer {name!r}")
+            if framed:
+                out += (name, b": ", value, b"\r\n")
+        more = message.get("more_trailers", False)
+        if framed and not more:
+            out.append(b"\r\n")
+        self._write(out)
+        if not more:
             self._complete()
+
+    def _write_early_hint(self, message: Message) -> None:
+        if self.response_started or self.scope["http_version"] != "1.1":
+            return  # Too late, or a client that may not understand 1xx responses.
+        lines = [b"HTTP/1.1 103 Early Hints\r\n"]
+        for link in message.get("links", ()):
+            if b"\n" in link or b"\r" in link:
+                raise LocalProtocolError("invalid Link in early hint")
+            lines += (b"link: ", link, b"\r\n")
+        lines.append(b"\r\n")
+        self._write(lines)
+
+    async def _send_file(self, path: str) -> None:
+        """`http.response.pathsend`: the whole file as the body, with sendfile(2) when possible."""
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            self._write([self._finish_head(size)] if self.head_parts is not None else [])
+            if self.expected_length is not None and self.expected_length != size:
+                raise LocalProtocolError("pathsend file size differs from the Content-Length sent")
+            if not self.no_body and size:
+                await self._copy_file(file, size)
+        self.body_done = True
+        self.sent_length += size if not self.no_body else 0
+        self._complete()
+
+    async def _copy_file(self, file: Any, size: int) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ClientDisconnected("client disconnected")
+        loop = self.protocol.loop
+        try:
+            await loop.sendfile(transport, file, 0, size, fallback=False)
+            return
+        except (NotImplementedError, RuntimeError, AttributeError):
+            pass  # uvloop and TLS transports: copy through user space.
+        file.seek(0)
+        remaining = size
+        while remaining > 0:
+            block = file.read(min(remaining, 256 * 1024))
+            if not block:
+                raise LocalProtocolError("file shrank while it was being sent")
+            remaining -= len(block)
+            if transport.is_closing():
+                raise ClientDisconnected("client disconnected")
+            transport.write(block)
+            await self.protocol.drain()
 
     def _complete(self) -> None:
         self.response_complete = True

@@ -368,3 +368,71 @@ def test_ipv6_loopback() -> None:
         pytest.skip("::1 is not configured here")
     with running_server(echo_app, host="::1", lifespan="off") as server:
         assert httpx.get(f"http://[::1]:{port_of(server)}/", timeout=5).text == "GET /  0"
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_pathsend_serves_the_file(tmp_path: Any, loop: str) -> None:
+    path = tmp_path / "big.bin"
+    data = bytes(range(256)) * 8192  # 2 MiB
+    path.write_bytes(data)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert "http.response.pathsend" in scope["extensions"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": str(path)})
+
+    with running_server(app, loop=loop, lifespan="off") as server:
+        response = httpx.get(f"http://127.0.0.1:{port_of(server)}/", timeout=10)
+        assert response.headers["content-length"] == str(len(data))
+        assert response.content == data
+
+
+def test_wsgi_file_wrapper_goes_out_through_pathsend(tmp_path: Any) -> None:
+    path = tmp_path / "page.html"
+    path.write_bytes(b"<h1>static</h1>" * 1000)
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return environ["wsgi.file_wrapper"](open(path, "rb"))
+
+    with running_server(wsgi_app, mode="wsgi") as server:
+        response = httpx.get(f"http://127.0.0.1:{port_of(server)}/", timeout=10)
+        assert response.content == path.read_bytes()
+        assert response.headers["content-length"] == str(path.stat().st_size)
+
+
+def test_early_hints_are_sent_as_103() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload; as=style"]})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"page"})
+
+    with running_server(app, lifespan="off") as server:
+        response = raw_request(port_of(server), b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    hint = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload; as=style\r\n\r\n"
+    assert response.startswith(hint)
+    assert statuses(response) == [103, 200]
+    assert response.endswith(b"page")
+
+
+def test_trailers_when_the_client_accepts_them() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        trailers = "http.response.trailers" in scope["extensions"]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"trailer", b"x-checksum")],
+                "trailers": trailers,
+            }
+        )
+        await send({"type": "http.response.body", "body": b"data"})
+        if trailers:
+            await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
+
+    with running_server(app, lifespan="off") as server:
+        port = port_of(server)
+        with_te = raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n")
+        assert with_te.endswith(b"4\r\ndata\r\n0\r\nx-checksum: abc\r\n\r\n")
+        without = raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert without.endswith(b"\r\n\r\ndata") and b"content-length: 4" in without
