@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from ._concurrency import ThreadPool
-from ._exceptions import ClientDisconnected, LocalProtocolError
+from ._exceptions import ClientDisconnected, LocalProtocolError, RemoteProtocolError
 from ._types import Environ, Message, OptExcInfo, Receive, Scope, Send, WriteCallable, WSGIApp
 from .translate import DEFAULT_HEADER_POLICY, HeaderPolicy, scope_to_environ
 
@@ -40,6 +40,7 @@ _ERROR_START: Message = {
     "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")],
 }
 _STREAM_WINDOW = 256 * 1024
+_WATCH_OVERFLOW = 16  # Unread body kept while watching for a disconnect: 16 windows (4 MiB).
 
 
 class FileWrapper:
@@ -273,7 +274,10 @@ class _Exchange:
                     return
                 if self.body_done and not self.watch_disconnect:
                     return
-                full = not self.body_done and len(self.body) >= self.window
+                # While watching for a disconnect (a streamed response) keep reading a body the
+                # app has not read yet, up to a hard cap, so the disconnect can be seen behind it.
+                limit = self.window * _WATCH_OVERFLOW if self.watch_disconnect else self.window
+                full = not self.body_done and len(self.body) >= limit
                 if full:
                     parked = self.pump_parked = self.loop.create_future()
             if full:
@@ -366,8 +370,10 @@ class _Exchange:
         for name, value in headers:
             if not _HEADER_NAME.fullmatch(name) or _BAD_VALUE_CHARS.search(value):
                 raise LocalProtocolError(f"invalid response header {name!r}: {value!r}")
-            if name.lower() == "content-length":
-                remaining = int(value) if value.strip().isdigit() else None
+            name = name.lower()  # ASGI wants lower-case names; RFC 9110 5.5 trims values.
+            value = value.strip(" \t")
+            if name == "content-length":
+                remaining = int(value) if value.isdigit() else None
             encoded.append((name.encode("latin-1"), value.encode("latin-1")))
         self.status = code
         self.headers = encoded
@@ -414,10 +420,15 @@ class _Exchange:
 
     def run_app(self) -> None:
         """Run the WSGI app for this request; always ends by queueing `_END`."""
-        environ = self.adapter.make_environ(self.scope, self)
         iterable: Iterable[bytes] | None = None
         outcome: Any = None
         try:
+            try:
+                environ = self.adapter.make_environ(self.scope, self)
+            except RemoteProtocolError as exc:  # Headers no environ can hold: answer 400/431.
+                logger.info("refusing request: %s", exc)
+                outcome = self._refuse(exc.status_code, str(exc))
+                return
             iterable = self.adapter.app(environ, self.start_response)
             if type(iterable) is list or type(iterable) is tuple:
                 chunks = [chunk for chunk in iterable if chunk]
@@ -459,6 +470,20 @@ class _Exchange:
         self._put(self._start_message(), {"type": "http.response.pathsend", "path": path})
         self.complete = True
         return True
+
+    def _refuse(self, status: int, reason: str) -> Message:
+        body = reason.encode("utf-8", "replace")
+        self.headers_sent = True
+        start = {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+        self._put(start, final=True)
+        return {"type": "http.response.body", "body": body, "more_body": False}
 
     def _fail(self, exc: BaseException) -> Any:
         if self.gone is not None:

@@ -148,7 +148,7 @@ def test_exc_info_replaces_headers_before_they_are_sent() -> None:
 
     response = run(call_asgi(WSGIToASGI(validator(app))))
     assert response.status == 503
-    assert response.headers == [(b"Content-Type", b"text/plain"), (b"X-Second", b"2")]
+    assert response.headers == [(b"content-type", b"text/plain"), (b"x-second", b"2")]
     assert response.body == b"sorry"
 
 
