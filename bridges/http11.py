@@ -9,10 +9,13 @@ control both ways, the header-read and keep-alive timeouts, and the ASGI 2.4 dis
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
+import sys
 import time
 from collections import deque
+from collections.abc import Coroutine, Generator
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -173,26 +176,42 @@ class HTTPProtocol(asyncio.Protocol):
         except RemoteProtocolError as exc:
             self._on_parse_error(exc)
             return
+        # A request is dispatched once the events that came with its head are applied, so a
+        # request that arrived whole reaches the app complete (and may be answered at once).
+        ready: RequestCycle | None = None
         for kind, payload in events:
             if kind == BODY:
                 parsing = self.parsing
                 if parsing is not None:
                     parsing.on_body(payload)
             elif kind == HEAD:
-                self._on_head(payload)
+                if ready is not None:
+                    self._dispatch(ready)
+                ready = self._on_head(payload)
             else:
                 parsing = self.parsing
                 if parsing is not None:
                     parsing.on_end()
                 self.parsing = None
+        if ready is not None:
+            self._dispatch(ready)
 
-    def _on_head(self, head: RequestHead) -> None:
+    def _dispatch(self, cycle: RequestCycle) -> None:
+        if self.closed:
+            return
+        if self.cycle is None:
+            self._start(cycle)
+        else:
+            self.pipeline.append(cycle)
+            self.pause_reading()  # One request at a time: the rest wait in the socket buffer.
+
+    def _on_head(self, head: RequestHead) -> RequestCycle | None:
         self._cancel_timer()
         try:
             raw_path, query = split_target(head.target)
         except RemoteProtocolError as exc:
             self._on_parse_error(exc)
-            return
+            return None
         path = decode_path(raw_path)
         root_path = self.config.root_path
         scope: Scope = {
@@ -215,16 +234,12 @@ class HTTPProtocol(asyncio.Protocol):
             self.state.apply_proxy_headers(scope)
         if head.upgrade is not None and is_websocket_upgrade(head) and self.cycle is None:
             self._start_websocket(scope, head)
-            return
+            return None
         cycle = RequestCycle(self, scope, head)
         self.parsing = cycle
         if self.state.limit_reached():
             cycle.reject = 503
-        if self.cycle is None:
-            self._start(cycle)
-        else:
-            self.pipeline.append(cycle)
-            self.pause_reading()  # One request at a time: the rest wait in the socket buffer.
+        return cycle
 
     def _start_websocket(self, scope: Scope, head: RequestHead) -> None:
         del scope["method"]
@@ -240,7 +255,21 @@ class HTTPProtocol(asyncio.Protocol):
         if cycle.reject:
             cycle.send_error(cycle.reject, close=False)
             return
-        task = self.loop.create_task(cycle.run(self.app))
+        coro = cycle.run(self.app)
+        if _EAGER and not self.state.running_eagerly:
+            # Run the app at once until it first waits (an "eager task", as Python 3.12 offers):
+            # a response produced without waiting needs no Task and no extra loop iteration.
+            context = contextvars.copy_context()
+            self.state.running_eagerly = True
+            try:
+                waiting_on = context.run(coro.send, None)
+            except StopIteration:
+                return
+            finally:
+                self.state.running_eagerly = False
+            task = self.loop.create_task(_continue(coro, waiting_on), context=context)  # type: ignore[call-arg]
+        else:
+            task = self.loop.create_task(coro)
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
 
@@ -324,6 +353,38 @@ class HTTPProtocol(asyncio.Protocol):
             self.close()
         else:
             self.cycle.keep_alive = False
+
+
+_EAGER = sys.version_info >= (3, 11)  # create_task(context=...) arrived in 3.11.
+
+
+class _Resume:
+    """Await a coroutine that was started by hand and is waiting on `waiting_on`."""
+
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self.coro = coro
+        self.waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self.coro
+        pending = self.waiting_on
+        while True:
+            try:
+                yield pending  # The Task waits for this future, exactly as the coroutine asked.
+            except BaseException as exc:  # Cancellation: pass it into the coroutine.
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            break
+        yield from coro.__await__()
+
+
+async def _continue(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    await _Resume(coro, waiting_on)
 
 
 _BASE_EXTENSIONS: dict[str, dict[str, Any]] = {

@@ -43,6 +43,7 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         self.total_requests = 0
         self.should_exit = False
+        self.running_eagerly = False  # An app is being run inline (see HTTPProtocol._start).
         self.proxy_trusted: Trusted | None = config.trusted_proxies() if config.proxy_headers else None
 
     def limit_reached(self) -> bool:
