@@ -3,7 +3,9 @@
 Run: .venv/bin/python -m uvicorn --app-dir examples/flask_on_uvicorn app:app --port 8000
 """
 
-from flask import Flask, request
+from collections.abc import Iterator
+
+from flask import Flask, Response, request
 
 from bridges import WSGIToASGI
 
@@ -19,6 +21,15 @@ def hello() -> str:
 def echo() -> dict[str, object]:
     data = request.get_data()
     return {"length": len(data), "path": request.path, "root": request.script_root}
+
+
+@flask_app.get("/stream")
+def stream() -> Response:
+    def chunks() -> Iterator[str]:
+        for i in range(5):
+            yield f"chunk {i}\n"
+
+    return Response(chunks(), mimetype="text/plain")
 
 
 app = WSGIToASGI(flask_app)
