@@ -112,7 +112,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.reading_paused = False
         self.writing_paused = False
         self.drain_waiters: list[asyncio.Future[None]] = []
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop.time() when `on_deadline` runs; 0 for none.
+        self.on_deadline: Any = None
         self.idle = True  # No request bytes since the last response.
         self.closed = False
         self.websocket: WebSocketSession | None = None
@@ -122,6 +123,7 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self.state.connections.add(self)
+        self.state.ensure_sweeper()
         self.server = _address(transport.get_extra_info("sockname"))
         self.client = _address(transport.get_extra_info("peername"))
         if transport.get_extra_info("sslcontext"):
@@ -312,7 +314,6 @@ class HTTPProtocol(asyncio.Protocol):
         self.close()
 
     def _header_timeout(self) -> None:
-        self.timer = None
         if self.cycle is not None:
             return
         if not self.idle and self.transport is not None and not self.closed:
@@ -322,13 +323,12 @@ class HTTPProtocol(asyncio.Protocol):
     # ---- helpers -----------------------------------------------------------------------------
 
     def _set_timer(self, delay: float, callback: Any) -> None:
-        self._cancel_timer()
-        self.timer = self.loop.call_later(delay, callback)
+        # No TimerHandle per request: ServerState sweeps the connections' deadlines.
+        self.deadline = self.loop.time() + delay
+        self.on_deadline = callback
 
     def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
 
     def pause_reading(self) -> None:
         if not self.reading_paused and self.transport is not None and not self.closed:
@@ -387,6 +387,15 @@ async def _continue(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
     await _Resume(coro, waiting_on)
 
 
+_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _DATE, _SERVER = range(5)
+_SPECIAL_HEADERS = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+    b"date": _DATE,
+    b"server": _SERVER,
+}
+
 _BASE_EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.pathsend": {},
     "http.response.early_hint": {},
@@ -412,6 +421,36 @@ def _address(info: Any) -> tuple[str, int] | None:
 class RequestCycle:
     """One request and its response: the ASGI `receive` and `send` for the app."""
 
+    __slots__ = (
+        "body",
+        "body_delivered",
+        "body_done",
+        "body_received",
+        "body_waiter",
+        "chunked",
+        "disconnected",
+        "expected_length",
+        "head",
+        "head_parts",
+        "header_count",
+        "keep_alive",
+        "more_body",
+        "no_body",
+        "protocol",
+        "reject",
+        "response_complete",
+        "response_started",
+        "scope",
+        "sent_length",
+        "started_at",
+        "status",
+        "trailers_allowed",
+        "trailers_expected",
+        "trailers_started",
+        "transport",
+        "waiting_for_continue",
+    )
+
     def __init__(self, protocol: HTTPProtocol, scope: Scope, head: RequestHead) -> None:
         self.protocol = protocol
         self.transport = protocol.transport
@@ -435,6 +474,7 @@ class RequestCycle:
         self.expected_length: int | None = None
         self.sent_length = 0
         self.head_parts: list[bytes] | None = None  # The response head, until its framing is known.
+        self.header_count = 0
         self.body_done = False  # The last body message (or the file) was written.
         self.trailers_allowed = scope["extensions"].get("http.response.trailers") is not None
         self.trailers_expected = False
@@ -498,7 +538,7 @@ class RequestCycle:
                 logger.debug("request cancelled")
             else:
                 logger.error("Exception in ASGI application", exc_info=exc)
-            if not self.response_started and not self.disconnected:
+            if self.nothing_written and not self.disconnected:
                 self.send_error(500, close=True)
             elif not self.response_complete:
                 self.keep_alive = False
@@ -513,6 +553,11 @@ class RequestCycle:
                 logger.error("ASGI callable returned without completing the response")
                 self.keep_alive = False
                 self.protocol.close()
+
+    @property
+    def nothing_written(self) -> bool:
+        """No byte of the response went out yet: an error can still be answered with a 500."""
+        return not self.response_started or self.head_parts is not None
 
     async def receive(self) -> Message:
         if self.waiting_for_continue:
@@ -575,28 +620,29 @@ class RequestCycle:
         self.trailers_expected = bool(message.get("trailers")) and self.trailers_allowed
         parts = [status_line(status)]
         has_date = has_server = False
+        special = _SPECIAL_HEADERS
         for name, value in message.get("headers", ()):
-            lower = name.lower()
-            if b"\n" in value or b"\r" in value or b"\x00" in value or b"\n" in name or b"\r" in name:
-                raise LocalProtocolError(f"invalid response header {name!r}")
-            if lower == b"content-length":
-                if self.trailers_expected:
-                    continue  # Trailers need chunked framing.
-                self.expected_length = int(value)
-            elif lower == b"connection":
-                if b"close" in value.lower():
-                    self.keep_alive = False
-            elif lower == b"transfer-encoding":
-                continue  # We frame the body ourselves.
-            elif lower == b"date":
-                has_date = True
-            elif lower == b"server":
-                has_server = True
+            kind = special.get(name.lower())
+            if kind is not None:
+                if kind == _CONTENT_LENGTH:
+                    if self.trailers_expected:
+                        continue  # Trailers need chunked framing.
+                    self.expected_length = int(value)
+                elif kind == _TRANSFER_ENCODING:
+                    continue  # We frame the body ourselves.
+                elif kind == _CONNECTION:
+                    if b"close" in value.lower():
+                        self.keep_alive = False
+                elif kind == _DATE:
+                    has_date = True
+                else:
+                    has_server = True
             parts += (name, b": ", value, b"\r\n")
         if config.server_header and not has_server:
             parts.append(b"server: bridges\r\n")
         if config.date_header and not has_date:
             parts.append(DATE.get())
+        self.header_count = (len(parts) - 1) // 4
         if status in _NO_BODY_STATUSES or status < 200:
             self.no_body = True
         self.head_parts = parts
@@ -606,7 +652,6 @@ class RequestCycle:
         parts = self.head_parts
         if parts is None:
             raise LocalProtocolError("the response head was already sent")
-        self.head_parts = None
         if length is not None and self.expected_length is None and not self.no_body:
             self.expected_length = length
             parts.append(b"content-length: %d\r\n" % length)
@@ -622,7 +667,13 @@ class RequestCycle:
         elif self.scope["http_version"] == "1.0":
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
-        return b"".join(parts)
+        head = b"".join(parts)
+        # Every line is ours: a CR, LF or NUL inside a name or value shows up as an extra one.
+        lines = len(parts) - 3 * self.header_count
+        if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\x00" in head:
+            raise LocalProtocolError("invalid character in a response header")
+        self.head_parts = None
+        return head
 
     def _write_body(self, body: bytes, more_body: bool) -> None:
         out: list[bytes] = []

@@ -44,7 +44,31 @@ class ServerState:
         self.total_requests = 0
         self.should_exit = False
         self.running_eagerly = False  # An app is being run inline (see HTTPProtocol._start).
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_interval = 1.0
         self.proxy_trusted: Trusted | None = config.trusted_proxies() if config.proxy_headers else None
+
+    def ensure_sweeper(self) -> None:
+        """Start the periodic check of connection deadlines (header read, keep-alive)."""
+        if self._sweeper is None and not self.loop.is_closed():
+            config = self.config
+            shortest = min(config.timeout_keep_alive, config.timeout_header_read)
+            self._sweep_interval = min(max(shortest / 4, 0.05), 1.0)
+            self._sweeper = self.loop.call_later(self._sweep_interval, self._sweep)
+
+    def stop_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for connection in list(self.connections):
+            deadline = connection.deadline
+            if deadline and deadline <= now:
+                connection.deadline = 0.0
+                connection.on_deadline()
+        self._sweeper = self.loop.call_later(self._sweep_interval, self._sweep)
 
     def limit_reached(self) -> bool:
         limit = self.config.limit_concurrency
@@ -213,6 +237,7 @@ class Server:
                 await asyncio.wait(pending, timeout=5)
         for connection in list(state.connections):
             connection.close()
+        state.stop_sweeper()
         for server in servers:
             await server.wait_closed()
         if self.config.uds and os.path.exists(self.config.uds):

@@ -436,3 +436,18 @@ def test_trailers_when_the_client_accepts_them() -> None:
         assert with_te.endswith(b"4\r\ndata\r\n0\r\nx-checksum: abc\r\n\r\n")
         without = raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert without.endswith(b"\r\n\r\ndata") and b"content-length: 4" in without
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [(b"x-evil", b"a\r\nset-cookie: injected=1"), (b"x-evil\r\nx-b", b"v"), (b"x-nul", b"a\x00b")],
+)
+def test_response_header_injection_is_a_500(name: bytes, value: bytes) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(name, value)]})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    with running_server(app, lifespan="off") as server:
+        response = raw_request(port_of(server), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(response) == 500
+    assert b"injected" not in response
