@@ -147,8 +147,9 @@ def _describe(sock: socket.socket) -> str:
 class Server:
     """Serve one config's app in this process."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, install_signal_handlers: bool = True) -> None:
         self.config = config
+        self.install_signal_handlers = install_signal_handlers
         self.started = threading.Event()
         self.sockets: list[socket.socket] = []
         self.state: ServerState | None = None
@@ -196,7 +197,7 @@ class Server:
             logger.info(
                 "serving %s app %s on %s (%s, %s)",
                 "WSGI" if interface == "wsgi" else "ASGI",
-                config.app if isinstance(config.app, str) else type(config.app).__name__,
+                config.app if isinstance(config.app, str) else _name_of(config.app),
                 _describe(sock),
                 parser,
                 loop_name,
@@ -244,7 +245,7 @@ class Server:
             os.unlink(self.config.uds)
 
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
-        if threading.current_thread() is not threading.main_thread():
+        if not self.install_signal_handlers or threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -253,13 +254,18 @@ class Server:
                 pass
 
     def _remove_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
-        if threading.current_thread() is not threading.main_thread():
+        if not self.install_signal_handlers or threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError):
                 pass
+
+
+def _name_of(app: Any) -> str:
+    name = getattr(app, "__qualname__", None) or type(app).__qualname__
+    return f"{getattr(app, '__module__', '?')}.{name}"
 
 
 def new_event_loop(kind: Literal["auto", "asyncio", "uvloop"]) -> asyncio.AbstractEventLoop:
