@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -182,3 +183,45 @@ def test_workers_share_the_socket_and_stop_together(app_dir: Path) -> None:
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert stderr.count("started worker") == 2
+
+
+def test_crashed_worker_is_replaced_and_max_requests_recycles(app_dir: Path) -> None:
+    (app_dir / "pidapp.py").write_text(
+        "import os\n"
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': str(os.getpid()).encode()})\n"
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridges", "serve", "pidapp:app", "--port", str(port), "--workers", "2",
+         "--limit-max-requests", "50", "--no-access-log"],
+        cwd=app_dir,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+    def pid_answer() -> int:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                return int(httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text)
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    try:
+        victim = pid_answer()
+        os.kill(victim, signal.SIGKILL)
+        seen = {pid_answer() for _ in range(30)}
+        assert victim not in seen and seen, "the killed worker must be replaced, and serving goes on"
+        more = {pid_answer() for _ in range(120)}
+        assert len(seen | more) >= 3, "workers recycle after --limit-max-requests 50"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "restarting it" in stderr
