@@ -1,31 +1,37 @@
 """bridges: run any web app under any gateway interface (CGI, FastCGI, WSGI, ASGI).
 
-Only the names in `__all__` are public; every other module and name is private.
+Only the names in `__all__` are public; every other module and name is private. Names are
+imported on first use (PEP 562), so `import bridges` stays cheap for one-request CGI processes.
 """
 
-from ._exceptions import (
-    BridgeError,
-    ClientDisconnected,
-    ConfigurationError,
-    LifespanFailure,
-    LocalProtocolError,
-    ProtocolError,
-    RemoteProtocolError,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .asgi_to_wsgi import ASGIToWSGI
-from .translate import (
-    HeaderPolicy,
-    environ_to_scope,
-    scope_to_cgi_variables,
-    scope_to_environ,
-)
-from .wsgi_to_asgi import FileWrapper, WSGIToASGI
+
+if TYPE_CHECKING:
+    from ._exceptions import (
+        BridgeError,
+        ClientDisconnected,
+        ConfigurationError,
+        LifespanFailure,
+        LocalProtocolError,
+        ProtocolError,
+        RemoteProtocolError,
+    )
+    from .asgi_to_wsgi import ASGIToWSGI
+    from .config import Config
+    from .server import serve
+    from .translate import HeaderPolicy, environ_to_scope, scope_to_cgi_variables, scope_to_environ
+    from .wsgi_to_asgi import FileWrapper, WSGIToASGI
 
 __all__ = [
     "ASGIToWSGI",
     "BridgeError",
     "ClientDisconnected",
+    "Config",
     "ConfigurationError",
     "FileWrapper",
     "HeaderPolicy",
@@ -38,4 +44,37 @@ __all__ = [
     "environ_to_scope",
     "scope_to_cgi_variables",
     "scope_to_environ",
+    "serve",
 ]
+
+_HOMES = {
+    "ASGIToWSGI": ".asgi_to_wsgi",
+    "BridgeError": "._exceptions",
+    "ClientDisconnected": "._exceptions",
+    "Config": ".config",
+    "ConfigurationError": "._exceptions",
+    "FileWrapper": ".wsgi_to_asgi",
+    "HeaderPolicy": ".translate",
+    "LifespanFailure": "._exceptions",
+    "LocalProtocolError": "._exceptions",
+    "ProtocolError": "._exceptions",
+    "RemoteProtocolError": "._exceptions",
+    "WSGIToASGI": ".wsgi_to_asgi",
+    "environ_to_scope": ".translate",
+    "scope_to_cgi_variables": ".translate",
+    "scope_to_environ": ".translate",
+    "serve": ".server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'bridges' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
