@@ -154,6 +154,14 @@ class _Call:
             start_response("500 Internal Server Error", list(_ERROR_HEADERS), sys.exc_info())
         return iter((b"Internal Server Error",))
 
+    def response_done(self) -> None:
+        """The last body chunk reached the WSGI server: wake the app only if it waits on us."""
+        with self.lock:
+            self.closed = True
+            waiting = self.disconnect_waiter or self.send_waiter or self.body_waiter
+        if waiting is not None:
+            self.loop.call_soon_threadsafe(self._on_close, False)
+
     def close(self) -> None:
         """The WSGI server is done with the response: tell the app, cancel it if still sending."""
         if self.closed and self.response_complete:
@@ -192,16 +200,19 @@ class _Call:
             self.preread = None
             return {"type": "http.request", "body": preread, "more_body": False}
         if not self.closed and (self.body_left > 0 or self.body_to_eof):
-            waiter = self.body_waiter = self.loop.create_future()
+            with self.lock:
+                waiter = self.body_waiter = self.loop.create_future()
             self.inbox.put((_NEED_BODY, None))
             message: Message = await waiter
             if message["type"] == "http.request":
                 return message
             self.body_left, self.body_to_eof = 0, False
         # No more body: the next event is the end of the exchange (ASGI: http.disconnect).
-        if not self.closed:
-            waiter = self.disconnect_waiter = self.loop.create_future()
-            await waiter
+        with self.lock:  # See response_done: the flag and the waiter are read together there.
+            disconnect = None if self.closed else self.loop.create_future()
+            self.disconnect_waiter = disconnect
+        if disconnect is not None:
+            await disconnect
         return {"type": "http.disconnect"}
 
     def _deliver_body(self, message: Message) -> None:
@@ -272,8 +283,7 @@ class _Body:
             if kind == _BODY:
                 if not payload["more_body"]:
                     self._finished = True
-                    call.closed = True
-                    call.loop.call_soon_threadsafe(call._on_close, False)
+                    call.response_done()
                 if payload["body"]:
                     return bytes(payload["body"])
             elif kind == _DONE:

@@ -162,7 +162,8 @@ class _Exchange:
         self.receive = receive
         self.loop = loop
         self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
+        # Made on first wait: most requests never wait, and a Condition is costly to build.
+        self.changed: threading.Condition | None = None
         self.window = adapter.window
         # Response, thread -> loop.
         self.outbox: deque[Any] = deque()
@@ -227,7 +228,7 @@ class _Exchange:
                 size = len(message["body"])
                 if size:
                     self.outbox_bytes -= size
-                    self.changed.notify_all()
+                    self._notify()
             gone = self.gone
             lock.release()
             if message is _END:
@@ -250,7 +251,7 @@ class _Exchange:
         with self.lock:
             if self.gone is None:
                 self.gone = reason
-            self.changed.notify_all()
+            self._notify()
             waiter = self.outbox_waiter
         if waiter is not None:
             _wake(waiter)
@@ -292,7 +293,7 @@ class _Exchange:
                 if not self.body_done:
                     self.body += message.get("body", b"")
                     self.body_done = not message.get("more_body", False)
-                    self.changed.notify_all()
+                    self._notify()
 
     # ---- worker-thread side ----------------------------------------------------------------
 
@@ -300,7 +301,7 @@ class _Exchange:
         """Return up to `size` body bytes (all if -1), stopping after `until` if given."""
         chunks: list[bytes] = []
         have = 0
-        with self.changed:
+        with self.lock:
             while True:
                 body = self.body
                 if self.gone is not None:
@@ -326,8 +327,19 @@ class _Exchange:
                 if self.body_done:
                     break
                 self._kick()
-                self.changed.wait()
+                self._wait()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _notify(self) -> None:
+        """Wake the worker thread if it waits. Called with the lock held."""
+        if self.changed is not None:
+            self.changed.notify_all()
+
+    def _wait(self) -> None:
+        """Wait for the loop side to change something. Called with the lock held."""
+        if self.changed is None:
+            self.changed = threading.Condition(self.lock)
+        self.changed.wait()
 
     def _kick(self) -> None:
         """Ask the loop to (re)start reading the body. Called with the lock held."""
@@ -336,14 +348,14 @@ class _Exchange:
             self.loop.call_soon_threadsafe(self._ensure_pump)
 
     def _put(self, *messages: Any, size: int = 0, final: bool = False) -> None:
-        with self.changed:
+        with self.lock:
             if not final:
                 while True:
                     if self.gone is not None:
                         raise ClientDisconnected("client disconnected")
                     if not self.outbox_bytes or self.outbox_bytes + size <= self.window:
                         break
-                    self.changed.wait()
+                    self._wait()
             self.outbox.extend(messages)
             self.outbox_bytes += size
             waiter = self.outbox_waiter
