@@ -57,7 +57,8 @@ class _Call:
         self.inbox: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.task: asyncio.Task[None] | None = None
-        self.task_done = threading.Event()
+        self.task_finished = False
+        self.task_done: threading.Event | None = None  # Made only when someone must wait for it.
         # Request body, WSGI thread -> loop.
         self.body_left, self.body_to_eof = self._body_length(environ)
         self.preread: bytes | None = None
@@ -169,7 +170,12 @@ class _Call:
         self.closed = True
         early = not self.response_complete
         self.loop.call_soon_threadsafe(self._on_close, early)
-        if early and not self.task_done.wait(self.adapter.cancel_timeout):
+        if not early:
+            return
+        with self.lock:
+            done = None if self.task_finished else threading.Event()
+            self.task_done = done
+        if done is not None and not done.wait(self.adapter.cancel_timeout):
             logger.warning("ASGI app did not stop within %ss of cancellation", self.adapter.cancel_timeout)
 
     # ---- loop side ----------------------------------------------------------------------------
@@ -192,7 +198,11 @@ class _Call:
             if not self.response_complete:
                 self.inbox.put((_DONE, None))
         finally:
-            self.task_done.set()
+            with self.lock:
+                self.task_finished = True
+                done = self.task_done
+            if done is not None:
+                done.set()
 
     async def receive(self) -> Message:
         preread = self.preread
