@@ -9,17 +9,15 @@ control both ways, the header-read and keep-alive timeouts, and the ASGI 2.4 dis
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
-import sys
 import time
 from collections import deque
-from collections.abc import Coroutine, Generator
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from ._connection import StreamProtocol, address_of, start_eagerly
 from ._exceptions import ClientDisconnected, LocalProtocolError, RemoteProtocolError
 from ._types import ASGIApp, Message, Scope
 from .http_parsing import BODY, HEAD, Limits, RequestHead, decode_path, make_parser, split_target
@@ -85,14 +83,13 @@ def error_response(status: int, message: str = "", close: bool = True) -> bytes:
     )
 
 
-class HTTPProtocol(asyncio.Protocol):
+class HTTPProtocol(StreamProtocol):
     """One client connection."""
 
     def __init__(self, state: ServerState, app: ASGIApp) -> None:
-        self.state = state
+        super().__init__(state)
         self.config = state.config
         self.app = app
-        self.loop = state.loop
         config = self.config
         self.limits = Limits(
             max_request_line_bytes=config.max_request_line_bytes,
@@ -101,7 +98,6 @@ class HTTPProtocol(asyncio.Protocol):
             max_body_bytes=config.max_body_bytes,
         )
         self.parser = make_parser(state.http_parser, self.limits)
-        self.transport: asyncio.Transport | None = None
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
@@ -109,13 +105,9 @@ class HTTPProtocol(asyncio.Protocol):
         self.parsing: RequestCycle | None = None  # The request whose body is being parsed.
         self.pipeline: deque[RequestCycle] = deque()
         self.pending_error: RemoteProtocolError | None = None
-        self.reading_paused = False
-        self.writing_paused = False
-        self.drain_waiters: list[asyncio.Future[None]] = []
         self.deadline = 0.0  # loop.time() when `on_deadline` runs; 0 for none.
         self.on_deadline: Any = None
         self.idle = True  # No request bytes since the last response.
-        self.closed = False
         self.websocket: WebSocketSession | None = None
 
     # ---- connection events -------------------------------------------------------------------
@@ -124,8 +116,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self.state.connections.add(self)
         self.state.ensure_sweeper()
-        self.server = _address(transport.get_extra_info("sockname"))
-        self.client = _address(transport.get_extra_info("peername"))
+        self.server = address_of(transport.get_extra_info("sockname"))
+        self.client = address_of(transport.get_extra_info("peername"))
         if transport.get_extra_info("sslcontext"):
             self.scheme = "https"
         # The header-read deadline runs from accept (RFC 9112 section 9.5 leaves it to us).
@@ -140,29 +132,10 @@ class HTTPProtocol(asyncio.Protocol):
         for cycle in (self.cycle, self.parsing, *self.pipeline):
             if cycle is not None:
                 cycle.on_disconnect()
-        for waiter in self.drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self.drain_waiters.clear()
+        self.release_drain_waiters()
 
     def eof_received(self) -> bool | None:
         return None  # Close our side too; a half-closed client gets no more responses.
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        for waiter in self.drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self.drain_waiters.clear()
-
-    async def drain(self) -> None:
-        if self.writing_paused and not self.closed:
-            waiter = self.loop.create_future()
-            self.drain_waiters.append(waiter)
-            await waiter
 
     def data_received(self, data: bytes) -> None:
         if self.websocket is not None:
@@ -257,23 +230,7 @@ class HTTPProtocol(asyncio.Protocol):
         if cycle.reject:
             cycle.send_error(cycle.reject, close=False)
             return
-        coro = cycle.run(self.app)
-        if _EAGER and not self.state.running_eagerly:
-            # Run the app at once until it first waits (an "eager task", as Python 3.12 offers):
-            # a response produced without waiting needs no Task and no extra loop iteration.
-            context = contextvars.copy_context()
-            self.state.running_eagerly = True
-            try:
-                waiting_on = context.run(coro.send, None)
-            except StopIteration:
-                return
-            finally:
-                self.state.running_eagerly = False
-            task = self.loop.create_task(_continue(coro, waiting_on), context=context)  # type: ignore[call-arg]
-        else:
-            task = self.loop.create_task(coro)
-        self.state.tasks.add(task)
-        task.add_done_callback(self.state.tasks.discard)
+        start_eagerly(self.state, cycle.run(self.app))
 
     def on_response_complete(self, cycle: RequestCycle) -> None:
         """Called once a response is fully written: close, or go on with the next request."""
@@ -330,20 +287,9 @@ class HTTPProtocol(asyncio.Protocol):
     def _cancel_timer(self) -> None:
         self.deadline = 0.0
 
-    def pause_reading(self) -> None:
-        if not self.reading_paused and self.transport is not None and not self.closed:
-            self.reading_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.reading_paused and self.transport is not None and not self.closed:
-            self.reading_paused = False
-            self.transport.resume_reading()
-
     def close(self) -> None:
         self._cancel_timer()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        super().close()
 
     def shutdown(self) -> None:
         """Graceful shutdown: close if idle, else close once the current response is done."""
@@ -353,38 +299,6 @@ class HTTPProtocol(asyncio.Protocol):
             self.close()
         else:
             self.cycle.keep_alive = False
-
-
-_EAGER = sys.version_info >= (3, 11)  # create_task(context=...) arrived in 3.11.
-
-
-class _Resume:
-    """Await a coroutine that was started by hand and is waiting on `waiting_on`."""
-
-    __slots__ = ("coro", "waiting_on")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-        self.coro = coro
-        self.waiting_on = waiting_on
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro = self.coro
-        pending = self.waiting_on
-        while True:
-            try:
-                yield pending  # The Task waits for this future, exactly as the coroutine asked.
-            except BaseException as exc:  # Cancellation: pass it into the coroutine.
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration:
-                    return
-                continue
-            break
-        yield from coro.__await__()
-
-
-async def _continue(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    await _Resume(coro, waiting_on)
 
 
 _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _DATE, _SERVER = range(5)
@@ -408,14 +322,6 @@ def _extensions_for(head: RequestHead) -> dict[str, dict[str, Any]]:
         if name == b"te" and b"trailers" in value.lower():
             extensions["http.response.trailers"] = {}
     return extensions
-
-
-def _address(info: Any) -> tuple[str, int] | None:
-    if isinstance(info, tuple) and len(info) >= 2:
-        return (str(info[0]), int(info[1]))
-    if isinstance(info, str) and info:
-        return (info, None)  # type: ignore[return-value]  # A unix socket (ASGI: port None).
-    return None
 
 
 class RequestCycle:

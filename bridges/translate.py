@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from ._exceptions import RemoteProtocolError
 from ._types import CGIVariables, Environ, Headers, Scope
@@ -32,6 +32,7 @@ __all__ = [
     "HeaderPolicy",
     "cgi_variables_to_environ",
     "environ_to_scope",
+    "gateway_variables_to_scope",
     "headers_to_environ",
     "scope_to_cgi_variables",
     "scope_to_environ",
@@ -387,3 +388,42 @@ def cgi_variables_to_environ(variables: Mapping[str, str]) -> Environ:
             continue
         environ[key] = value
     return environ
+
+
+# Variables a gateway passes that describe its own hop, not the request the app should see.
+_GATEWAY_ONLY = frozenset({"HTTP_TRANSFER_ENCODING", "HTTP_PROXY"})
+
+
+def gateway_variables_to_scope(variables: Mapping[str, str], *, root_path: str | None = None) -> Scope:
+    """Return the ASGI scope for CGI meta-variables from a real gateway (FastCGI params, a CGI host).
+
+    Applies the fix-ups real servers need:
+    - the path comes from `REQUEST_URI` when present (the only variable that is never rewritten);
+      `root_path` is then `--root-path` if given, else SCRIPT_NAME when SCRIPT_NAME + PATH_INFO
+      spell the path (Apache, lighttpd), else "" (nginx's default SCRIPT_NAME is the whole URI);
+    - `HTTP_TRANSFER_ENCODING` is dropped: the gateway already removed the chunked framing;
+    - an empty `CONTENT_LENGTH` (a streamed chunked upload) declares nothing, and the
+      `HTTP_CONTENT_*` twins some servers add are ignored;
+    - `HTTP_PROXY` is dropped (httpoxy); `HTTPS=on` or `REQUEST_SCHEME` give the scheme.
+    """
+    cleaned = {key: value for key, value in variables.items() if key not in _GATEWAY_ONLY}
+    scope = environ_to_scope(cleaned)
+    request_uri = variables.get("REQUEST_URI", "")
+    if not request_uri.startswith("/"):
+        if root_path is not None:
+            _, path_info = split_path(scope["path"], root_path)
+            scope["root_path"] = root_path.rstrip("/")
+            scope["path"] = scope["root_path"] + path_info
+        return scope
+    raw_path = request_uri.split("?", 1)[0].split("#", 1)[0]
+    path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+    scope["raw_path"] = raw_path.encode("latin-1")
+    scope["path"] = path
+    if root_path is not None:
+        scope["root_path"] = root_path.rstrip("/")
+        return scope
+    script_name = from_wsgi_string(variables.get("SCRIPT_NAME", ""))
+    path_info = from_wsgi_string(variables.get("PATH_INFO", ""))
+    mounted = script_name and path_info and path == script_name.rstrip("/") + path_info
+    scope["root_path"] = script_name.rstrip("/") if mounted else ""
+    return scope
