@@ -61,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="the app's interface; 'auto' tells an ASGI 3 app from a WSGI app and says which it chose",
     )
+    add(
+        "--protocol",
+        choices=["http", "fastcgi"],
+        default="http",
+        help="speak HTTP/1.1, or FastCGI to a web server (nginx fastcgi_pass, Apache mod_proxy_fcgi)",
+    )
+    add(
+        "--fastcgi-multiplex",
+        action="store_true",
+        help="accept several FastCGI requests at once on one connection (FCGI_MPXS_CONNS)",
+    )
     where = serve.add_argument_group("where to listen")
     where.add_argument("--host", default="127.0.0.1", help="address to bind (IPv4 or IPv6)")
     where.add_argument("--port", type=int, default=8000, help="TCP port to bind (0 picks a free one)")
@@ -149,6 +160,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         for name in (
             "factory",
             "mode",
+            "protocol",
+            "fastcgi_multiplex",
             "host",
             "port",
             "uds",

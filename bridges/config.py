@@ -38,6 +38,9 @@ class Config:
     app: Any
     factory: bool = False
     mode: Mode = "auto"
+    # What the server speaks: HTTP/1.1, or FastCGI behind a web server.
+    protocol: Literal["http", "fastcgi"] = "http"
+    fastcgi_multiplex: bool = False
     # Where to listen.
     host: str = "127.0.0.1"
     port: int = 8000
@@ -81,6 +84,8 @@ class Config:
         """Raise ConfigurationError for option values no server could run with."""
         if self.mode not in ("auto", "asgi", "wsgi"):
             raise ConfigurationError(f"--mode must be auto, asgi or wsgi, not {self.mode!r}")
+        if self.protocol not in ("http", "fastcgi"):
+            raise ConfigurationError(f"--protocol must be http or fastcgi, not {self.protocol!r}")
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigurationError(f"--lifespan must be auto, on or off, not {self.lifespan!r}")
         if self.http not in ("auto", "httptools", "h11"):

@@ -39,7 +39,7 @@ class ServerState:
         self.loop = loop
         self.http_parser = config.resolve_http()
         self.app_state: dict[str, Any] = {}
-        self.connections: set[HTTPProtocol] = set()
+        self.connections: set[Any] = set()  # HTTPProtocol or FastCGIProtocol instances.
         self.tasks: set[asyncio.Task[None]] = set()
         self.total_requests = 0
         self.should_exit = False
@@ -135,13 +135,14 @@ def bind_sockets(config: Config) -> list[socket.socket]:
     return [sock]
 
 
-def _describe(sock: socket.socket) -> str:
+def _describe(sock: socket.socket, protocol: str = "http") -> str:
     name = sock.getsockname()
+    scheme = "fastcgi" if protocol == "fastcgi" else "http"
     if sock.family == socket.AF_UNIX:
-        return f"unix:{name}"
+        return f"unix:{name}" if protocol == "http" else f"fastcgi unix:{name}"
     if sock.family == socket.AF_INET6:
-        return f"http://[{name[0]}]:{name[1]}"
-    return f"http://{name[0]}:{name[1]}"
+        return f"{scheme}://[{name[0]}]:{name[1]}"
+    return f"{scheme}://{name[0]}:{name[1]}"
 
 
 class Server:
@@ -186,8 +187,14 @@ class Server:
             lifespan.state = state.app_state
             await lifespan.startup()
         self.sockets = sockets if sockets is not None else bind_sockets(config)
+        if config.protocol == "fastcgi":
+            from .fastcgi_host import FastCGIProtocol
+
+            protocol_class: Any = FastCGIProtocol
+        else:
+            protocol_class = HTTPProtocol
         servers = [
-            await loop.create_server(lambda: HTTPProtocol(state, app), sock=sock, backlog=config.backlog)
+            await loop.create_server(lambda: protocol_class(state, app), sock=sock, backlog=config.backlog)
             for sock in self.sockets
         ]
         self._install_signal_handlers(loop)
@@ -198,8 +205,8 @@ class Server:
                 "serving %s app %s on %s (%s, %s)",
                 "WSGI" if interface == "wsgi" else "ASGI",
                 config.app if isinstance(config.app, str) else _name_of(config.app),
-                _describe(sock),
-                parser,
+                _describe(sock, config.protocol),
+                "FastCGI" if config.protocol == "fastcgi" else parser,
                 loop_name,
             )
         self.started.set()
