@@ -1,0 +1,474 @@
+"""Mount a FastCGI responder (php-fpm, fcgiwrap) as an ASGI app: `FastCGIToASGI("127.0.0.1:9000")`.
+
+Each HTTP request becomes a FastCGI request on a pooled connection: the scope becomes CGI
+meta-variables (through `translate.scope_to_cgi_variables`, plus SCRIPT_FILENAME for php-fpm), the
+request body streams out as STDIN while the response streams back from STDOUT through the shared
+CGI response parser, and STDERR goes to logging. Failures get the answers nginx gives: backend
+down 502, timeout 504, malformed output 502 — each with one clear log line, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import sys
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ._exceptions import ConfigurationError, RemoteProtocolError
+from ._types import Message, Receive, Scope, Send
+from .cgi_response import NEED_DATA as CGI_NEED_DATA
+from .cgi_response import BodyData, CGIResponseParser, EndOfResponse, ResponseHead
+from .fastcgi_protocol import (
+    CONNECTION_CLOSED,
+    NEED_DATA,
+    AbortRequest,
+    BeginRequest,
+    EndRequest,
+    FastCGIConnection,
+    Params,
+    Role,
+    Stderr,
+    Stdin,
+    Stdout,
+)
+from .translate import scope_to_cgi_variables, split_path
+
+__all__ = ["FastCGIToASGI", "parse_address"]
+
+logger = logging.getLogger("bridges.fastcgi.client")
+
+_READ_SIZE = 64 * 1024
+_REPLAY_LIMIT = 64 * 1024  # Request bytes kept to retry once on a stale pooled connection.
+_MAX_LOCAL_REDIRECTS = 5
+_BODY_HEADERS = (b"content-length", b"content-type", b"transfer-encoding")
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str | None
+    port: int | None
+    path: str | None
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"
+
+
+def parse_address(address: str) -> Address:
+    """`host:port`, `[v6]:port` or `unix:/path/to.sock` (raise ConfigurationError otherwise)."""
+    if address.startswith("unix:"):
+        path = address[5:]
+        if not path:
+            raise ConfigurationError("a unix FastCGI address needs a path: unix:/run/php/php-fpm.sock")
+        return Address(None, None, path)
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigurationError(f"FastCGI address {address!r} must be host:port or unix:/path")
+    return Address(host.strip("[]"), int(port), None)
+
+
+class _Backend:
+    """One connection to the responder."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.codec = FastCGIConnection("webserver")
+        self.reused = False
+
+    def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+
+class _StaleConnection(Exception):
+    """A pooled connection turned out to be closed before the responder answered."""
+
+
+class _Status(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class FastCGIToASGI:
+    """An ASGI app that forwards each request to a FastCGI responder.
+
+    `document_root` is where the responder's scripts live (php-fpm needs SCRIPT_FILENAME =
+    document_root + script path); `index` is appended to paths ending in "/";
+    `script_pattern` splits the path into SCRIPT_NAME and PATH_INFO like nginx's
+    `fastcgi_split_path_info` (default `^(.+?\\.php)(/.*)?$`, applied when it matches);
+    `params` are extra variables (they win); timeouts are in seconds.
+
+    At most `max_connections` requests talk to the responder at once (the rest wait). With
+    `keep_conn` (FCGI_KEEP_CONN) connections are kept and reused; php-fpm then ties a worker to
+    each kept connection, so keep `max_connections` at or below `pm.max_children`. Without it
+    (the default, as nginx's) each request has its own connection.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        document_root: str | None = None,
+        index: str = "index.php",
+        script_pattern: str | None = r"^(.+?\.php)(/.*)?$",
+        params: Mapping[str, str] | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        max_connections: int = 16,
+        keep_conn: bool = False,
+        pass_authorization: bool = True,
+    ) -> None:
+        self.address = parse_address(address)
+        self.document_root = os.path.abspath(document_root) if document_root else None
+        self.index = index
+        self.script_pattern = re.compile(script_pattern) if script_pattern else None
+        self.params = dict(params or {})
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        if max_connections < 1:
+            raise ConfigurationError("max_connections must be at least 1")
+        self.max_connections = max_connections
+        self.keep_conn = keep_conn
+        self._slots: asyncio.Semaphore | None = None  # Made on first use, on the serving loop.
+        self.pass_authorization = pass_authorization
+        self._idle: deque[_Backend] = deque()
+
+    # ---- variables -----------------------------------------------------------------------------
+
+    def variables_for(self, scope: Scope) -> dict[str, str]:
+        """The FastCGI PARAMS for a request (CGI/1.1 meta-variables plus SCRIPT_FILENAME)."""
+        root_path = scope.get("root_path", "")
+        _, path = split_path(scope["path"], root_path)
+        if path.endswith("/") and self.index:
+            path += self.index
+        script, path_info = path, ""
+        if self.script_pattern is not None:
+            match = self.script_pattern.match(path)
+            if match:
+                script, path_info = match.group(1), match.group(2) or ""
+        extra: dict[str, str] = {"SERVER_SOFTWARE": "bridges"}
+        if self.document_root is not None:
+            extra["SCRIPT_FILENAME"] = self.document_root + script
+        extra.update(self.params)
+        return scope_to_cgi_variables(
+            scope,
+            script_name=root_path.rstrip("/") + script,
+            path_info=path_info,
+            document_root=self.document_root,
+            pass_authorization=self.pass_authorization,
+            extra=extra,
+        )
+
+    # ---- connections ---------------------------------------------------------------------------
+
+    async def _connect(self) -> _Backend:
+        if self._idle:
+            backend = self._idle.pop()
+            backend.reused = True
+            return backend
+        address = self.address
+        try:
+            if address.path is not None:
+                opening = asyncio.open_unix_connection(address.path, limit=2**20)
+            else:
+                opening = asyncio.open_connection(address.host, address.port, limit=2**20)
+            reader, writer = await asyncio.wait_for(opening, self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise _Status(504, f"connecting to FastCGI backend {address} timed out") from None
+        except OSError as exc:
+            raise _Status(502, f"FastCGI backend {address} is unreachable: {exc.strerror or exc}") from None
+        return _Backend(reader, writer)
+
+    def _release(self, backend: _Backend) -> None:
+        if self.keep_conn and len(self._idle) < self.max_connections and not backend.reader.at_eof():
+            backend.codec = FastCGIConnection("webserver")
+            self._idle.append(backend)
+        else:
+            backend.close()
+
+    # ---- the ASGI app --------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1000})
+        elif kind == "http":
+            await self._http(scope, receive, send)
+        else:
+            raise ConfigurationError(f"FastCGIToASGI cannot serve scope type {kind!r}")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                while self._idle:
+                    self._idle.pop().close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = _RequestBody(receive)
+        for _ in range(_MAX_LOCAL_REDIRECTS + 1):
+            try:
+                location = await self._exchange(scope, body, send)
+            except _Status as failure:
+                logger.error("%s (%s %s)", failure, scope.get("method"), scope.get("path"))
+                await _error(send, failure.status)
+                return
+            if location is None:
+                return
+            # RFC 3875 section 6.2.2: a local redirect is served again, internally, as a GET.
+            path, _, query = location.partition(b"?")
+            scope = dict(scope)
+            scope.update(
+                method="GET",
+                path=path.decode("latin-1"),
+                raw_path=path,
+                query_string=query,
+                headers=[
+                    (n, v) for n, v in scope["headers"] if n not in (b"content-length", b"content-type")
+                ],
+            )
+            body = _RequestBody(None)
+        logger.error("more than %d local redirects for %s", _MAX_LOCAL_REDIRECTS, scope.get("path"))
+        await _error(send, 502)
+
+    async def _exchange(self, scope: Scope, body: _RequestBody, send: Send) -> bytes | None:
+        """One FastCGI request; returns a local redirect's location, or None when answered."""
+        variables = self.variables_for(scope)
+        params = {name.encode("latin-1"): value.encode("latin-1") for name, value in variables.items()}
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_connections)
+        async with self._slots:
+            for attempt in (1, 2):
+                backend = await self._connect()
+                try:
+                    return await self._run(backend, params, body, send)
+                except _StaleConnection:
+                    backend.close()
+                    if attempt == 2 or not body.replayable:
+                        raise _Status(502, f"FastCGI backend {self.address} closed the connection") from None
+                    body.rewind()
+                except BaseException:
+                    backend.close()
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _run(
+        self, backend: _Backend, params: dict[bytes, bytes], body: _RequestBody, send: Send
+    ) -> bytes | None:
+        codec = backend.codec
+        request_id = 1
+        try:
+            backend.writer.write(
+                codec.send(BeginRequest(request_id, Role.RESPONDER, self.keep_conn))
+                + codec.send(Params(request_id, params))
+            )
+        except (OSError, RuntimeError):
+            raise _StaleConnection from None
+        pump = asyncio.ensure_future(self._pump_body(backend, body, request_id))
+        relay = _Relay(send)
+        try:
+            while True:
+                event = codec.next_event()
+                if event is NEED_DATA:
+                    data = await self._read(backend, relay.got_output)
+                    try:
+                        codec.receive_data(data)
+                    except RemoteProtocolError as exc:
+                        raise _Status(502, str(exc)) from None
+                    continue
+                if event is CONNECTION_CLOSED:
+                    if body.client_gone:
+                        return None
+                    if backend.reused and not relay.got_output:
+                        raise _StaleConnection
+                    if relay.started:
+                        raise ConnectionError("FastCGI backend closed the connection mid-response")
+                    raise _Status(502, f"FastCGI backend {self.address} closed the connection early")
+                if isinstance(event, Stdout):
+                    location = await relay.feed(event.data)
+                    if location is not None:
+                        backend.close()  # The rest of this response is not wanted.
+                        return location
+                elif isinstance(event, Stderr):
+                    for line in event.data.decode("utf-8", "replace").splitlines():
+                        logger.warning("FastCGI stderr: %s", line)
+                elif isinstance(event, EndRequest):
+                    if event.app_status:
+                        logger.info("FastCGI request ended with app status %d", event.app_status)
+                    location = await relay.feed(b"")
+                    self._release(backend)
+                    return location
+        except RemoteProtocolError as exc:  # Malformed CGI output.
+            if relay.started:
+                raise ConnectionError(f"malformed output from FastCGI backend: {exc}") from exc
+            raise _Status(502, f"malformed output from FastCGI backend: {exc}") from None
+        except (asyncio.CancelledError, _ClientGone):
+            self._abort(backend, request_id)
+            if body.client_gone or not isinstance(sys.exc_info()[1], asyncio.CancelledError):
+                return None
+            raise
+        finally:
+            pump.cancel()
+
+    async def _read(self, backend: _Backend, got_output: bool) -> bytes:
+        try:
+            data = await asyncio.wait_for(backend.reader.read(_READ_SIZE), self.read_timeout)
+        except asyncio.TimeoutError:
+            raise _Status(504, f"FastCGI backend {self.address} did not answer in time") from None
+        except OSError as exc:
+            if backend.reused and not got_output:
+                raise _StaleConnection from None
+            raise _Status(502, f"reading from FastCGI backend {self.address} failed: {exc}") from None
+        return data
+
+    def _abort(self, backend: _Backend, request_id: int) -> None:
+        try:
+            backend.writer.write(backend.codec.send(AbortRequest(request_id)))
+        except Exception:
+            pass
+        backend.close()
+
+    async def _pump_body(self, backend: _Backend, body: _RequestBody, request_id: int) -> None:
+        writer = backend.writer
+        codec = backend.codec
+        try:
+            async for chunk in body:
+                writer.write(codec.send(Stdin(request_id, chunk)))
+                await writer.drain()
+            writer.write(codec.send(Stdin(request_id, b"", end=True)))
+            await writer.drain()
+        except _ClientGone:
+            self._abort(backend, request_id)  # The reader then sees the close and stops.
+        except (OSError, RuntimeError):
+            pass  # The reading side reports the broken connection.
+
+
+class _Relay:
+    """Turn STDOUT bytes into ASGI response messages through the CGI response parser."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.parser = CGIResponseParser()
+        self.got_output = False
+        self.started = False
+        self.ended = False
+
+    async def feed(self, data: bytes) -> bytes | None:
+        """Parse `data` (b"" at the end); send what is complete; return a local redirect's path."""
+        if self.ended:
+            return None
+        if data:
+            self.got_output = True
+        self.parser.receive_data(data)
+        while True:
+            event = self.parser.next_event()
+            if event is CGI_NEED_DATA:
+                return None
+            if isinstance(event, ResponseHead):
+                if event.kind == "local-redirect":
+                    return event.location
+                self.started = True
+                start = {"type": "http.response.start", "status": event.status, "headers": event.headers}
+                await _send_or_gone(self.send, start)
+            elif isinstance(event, BodyData):
+                await _send_or_gone(
+                    self.send, {"type": "http.response.body", "body": event.data, "more_body": True}
+                )
+            elif isinstance(event, EndOfResponse):
+                self.ended = True
+                await _send_or_gone(
+                    self.send, {"type": "http.response.body", "body": b"", "more_body": False}
+                )
+                return None
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _send_or_gone(send: Send, message: Message) -> None:
+    try:
+        await send(message)
+    except OSError:
+        raise _ClientGone from None
+
+
+class _RequestBody:
+    """The request body from `receive()`, kept (up to a limit) so a request can be retried once."""
+
+    def __init__(self, receive: Receive | None) -> None:
+        self.receive = receive
+        self.kept: list[bytes] = []
+        self.kept_bytes = 0
+        self.replayable = True
+        self.done = receive is None
+        self.position = 0
+        self.client_gone = False
+
+    def rewind(self) -> None:
+        self.position = 0
+
+    def __aiter__(self) -> _RequestBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.position < len(self.kept):
+            self.position += 1
+            return self.kept[self.position - 1]
+        if self.done or self.receive is None:
+            raise StopAsyncIteration
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.done = True
+                self.client_gone = True
+                raise _ClientGone
+            chunk: bytes = message.get("body", b"")
+            if not message.get("more_body", False):
+                self.done = True
+            if chunk:
+                self._keep(chunk)
+                return chunk
+            if self.done:
+                raise StopAsyncIteration
+
+    def _keep(self, chunk: bytes) -> None:
+        if self.replayable and self.kept_bytes + len(chunk) <= _REPLAY_LIMIT:
+            self.kept.append(chunk)
+            self.kept_bytes += len(chunk)
+            self.position = len(self.kept)
+        else:
+            self.replayable = False
+            self.kept.clear()
+            self.position = 0
+
+
+async def _error(send: Send, status: int) -> None:
+    text = {502: b"Bad Gateway\n", 504: b"Gateway Timeout\n"}.get(status, b"Error\n")
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(text)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": text})
+    except (OSError, RuntimeError):
+        pass
