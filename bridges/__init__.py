@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     )
     from .asgi_to_wsgi import ASGIToWSGI
     from .config import Config
+    from .fastcgi_client import FastCGIToASGI
     from .server import serve
     from .translate import HeaderPolicy, environ_to_scope, scope_to_cgi_variables, scope_to_environ
     from .wsgi_to_asgi import FileWrapper, WSGIToASGI
@@ -33,6 +34,7 @@ __all__ = [
     "ClientDisconnected",
     "Config",
     "ConfigurationError",
+    "FastCGIToASGI",
     "FileWrapper",
     "HeaderPolicy",
     "LifespanFailure",
@@ -53,6 +55,7 @@ _HOMES = {
     "ClientDisconnected": "._exceptions",
     "Config": ".config",
     "ConfigurationError": "._exceptions",
+    "FastCGIToASGI": ".fastcgi_client",
     "FileWrapper": ".wsgi_to_asgi",
     "HeaderPolicy": ".translate",
     "LifespanFailure": "._exceptions",

@@ -57,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--factory", action="store_true", help="TARGET is a factory: call it to get the app")
     add(
         "--mode",
-        choices=["auto", "asgi", "wsgi"],
+        choices=["auto", "asgi", "wsgi", "fastcgi"],
         default="auto",
-        help="the app's interface; 'auto' tells an ASGI 3 app from a WSGI app and says which it chose",
+        help="the app's interface; 'auto' tells an ASGI 3 app from a WSGI app and says which it chose; "
+        "'fastcgi': TARGET is a FastCGI responder's address (host:port or unix:/path), e.g. php-fpm",
     )
     add(
         "--protocol",
@@ -99,6 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument(
         "--lifespan", choices=["auto", "on", "off"], default="auto", help="run the ASGI lifespan protocol"
     )
+    backend = serve.add_argument_group("--mode fastcgi: the FastCGI responder (php-fpm, fcgiwrap)")
+    backend.add_argument("--document-root", help="where the responder's scripts live (SCRIPT_FILENAME)")
+    backend.add_argument("--index", default="index.php", help="script for paths ending in '/'")
+    backend.add_argument(
+        "--fastcgi-param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra FastCGI parameter (repeatable)",
+    )
+    backend.add_argument(
+        "--backend-connections", type=_positive_int, default=16, help="most connections to the responder"
+    )
+    backend.add_argument(
+        "--backend-keep-conn",
+        action="store_true",
+        help="reuse connections (FCGI_KEEP_CONN); keep --backend-connections <= php-fpm's pm.max_children",
+    )
+    backend.add_argument("--connect-timeout", type=_seconds, default=5.0, help="connecting (then 502/504)")
+    backend.add_argument("--read-timeout", type=_seconds, default=60.0, help="waiting for output (then 504)")
     impl = serve.add_argument_group("implementation")
     impl.add_argument("--http", choices=["auto", "httptools", "h11"], default="auto", help="HTTP parser")
     impl.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="event loop")
@@ -187,9 +208,23 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "max_header_count",
             "max_body_bytes",
             "ws_max_size",
+            "document_root",
+            "index",
+            "backend_connections",
+            "backend_keep_conn",
+            "connect_timeout",
+            "read_timeout",
         )
     }
+    fields["fastcgi_params"] = dict(_name_value(item) for item in args.fastcgi_param)
     return Config(app=args.target, **fields)
+
+
+def _name_value(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise ConfigurationError(f"--fastcgi-param {item!r}: expected NAME=VALUE")
+    return name, value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

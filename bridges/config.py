@@ -20,7 +20,7 @@ __all__ = ["Config"]
 
 logger = logging.getLogger("bridges.server")
 
-Mode = Literal["auto", "asgi", "wsgi"]
+Mode = Literal["auto", "asgi", "wsgi", "fastcgi"]
 LOG_LEVELS = {
     "critical": logging.CRITICAL,
     "error": logging.ERROR,
@@ -41,6 +41,14 @@ class Config:
     # What the server speaks: HTTP/1.1, or FastCGI behind a web server.
     protocol: Literal["http", "fastcgi"] = "http"
     fastcgi_multiplex: bool = False
+    # --mode fastcgi: the target is a FastCGI responder's address (php-fpm, fcgiwrap).
+    document_root: str | None = None
+    index: str = "index.php"
+    fastcgi_params: dict[str, str] = field(default_factory=dict)
+    backend_connections: int = 16
+    backend_keep_conn: bool = False
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
     # Where to listen.
     host: str = "127.0.0.1"
     port: int = 8000
@@ -82,8 +90,8 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigurationError for option values no server could run with."""
-        if self.mode not in ("auto", "asgi", "wsgi"):
-            raise ConfigurationError(f"--mode must be auto, asgi or wsgi, not {self.mode!r}")
+        if self.mode not in ("auto", "asgi", "wsgi", "fastcgi"):
+            raise ConfigurationError(f"--mode must be auto, asgi, wsgi or fastcgi, not {self.mode!r}")
         if self.protocol not in ("http", "fastcgi"):
             raise ConfigurationError(f"--protocol must be http or fastcgi, not {self.protocol!r}")
         if self.lifespan not in ("auto", "on", "off"):
@@ -135,8 +143,24 @@ class Config:
             return "h11"
         return "httptools"
 
-    def load(self) -> tuple[ASGIApp, Literal["asgi", "wsgi"]]:
+    def load(self) -> tuple[ASGIApp, Literal["asgi", "wsgi", "fastcgi"]]:
         """Import the target and return (ASGI app to serve, the interface the target spoke)."""
+        if self.mode == "fastcgi":
+            from .fastcgi_client import FastCGIToASGI
+
+            if not isinstance(self.app, str):
+                raise ConfigurationError("--mode fastcgi takes an address: host:port or unix:/path")
+            responder = FastCGIToASGI(
+                self.app,
+                document_root=self.document_root,
+                index=self.index,
+                params=self.fastcgi_params,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                max_connections=self.backend_connections,
+                keep_conn=self.backend_keep_conn,
+            )
+            return responder, "fastcgi"
         target = import_from_string(self.app) if isinstance(self.app, str) else self.app
         if self.factory:
             if not callable(target):

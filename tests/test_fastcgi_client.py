@@ -311,3 +311,34 @@ def test_variables_for_php() -> None:
     assert variables["QUERY_STRING"] == "q=1"
     assert variables["REQUEST_URI"] == "/app/dir/?q=1"
     assert json.dumps(variables)  # Every value is a str.
+
+
+def test_bridge_serve_mode_fastcgi_mounts_php_fpm(php: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    socket_path, docroot = php
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridges", "serve", f"unix:{socket_path}", "--mode", "fastcgi",
+         "--document-root", str(docroot), "--port", str(port), "--fastcgi-param", "APP_ENV=test"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/probe.php?via=cli", timeout=5)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert response.json()["get"] == {"via": "cli"}
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=15)
+    assert "FastCGI responder" in stderr
