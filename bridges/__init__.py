@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         RemoteProtocolError,
     )
     from .asgi_to_wsgi import ASGIToWSGI
+    from .cgi_runner import CGIToASGI, CGIToWSGI
     from .config import Config
     from .fastcgi_client import FastCGIToASGI
     from .server import serve
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ASGIToWSGI",
     "BridgeError",
+    "CGIToASGI",
+    "CGIToWSGI",
     "ClientDisconnected",
     "Config",
     "ConfigurationError",
@@ -52,6 +55,8 @@ __all__ = [
 _HOMES = {
     "ASGIToWSGI": ".asgi_to_wsgi",
     "BridgeError": "._exceptions",
+    "CGIToASGI": ".cgi_runner",
+    "CGIToWSGI": ".cgi_runner",
     "ClientDisconnected": "._exceptions",
     "Config": ".config",
     "ConfigurationError": "._exceptions",

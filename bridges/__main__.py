@@ -57,10 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--factory", action="store_true", help="TARGET is a factory: call it to get the app")
     add(
         "--mode",
-        choices=["auto", "asgi", "wsgi", "fastcgi"],
+        choices=["auto", "asgi", "wsgi", "fastcgi", "cgi"],
         default="auto",
         help="the app's interface; 'auto' tells an ASGI 3 app from a WSGI app and says which it chose; "
-        "'fastcgi': TARGET is a FastCGI responder's address (host:port or unix:/path), e.g. php-fpm",
+        "'fastcgi': TARGET is a FastCGI responder's address (host:port or unix:/path), e.g. php-fpm; "
+        "'cgi': TARGET is a CGI script or a cgi-bin directory",
     )
     add(
         "--protocol",
@@ -120,6 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backend.add_argument("--connect-timeout", type=_seconds, default=5.0, help="connecting (then 502/504)")
     backend.add_argument("--read-timeout", type=_seconds, default=60.0, help="waiting for output (then 504)")
+    cgi = serve.add_argument_group("--mode cgi: CGI programs")
+    cgi.add_argument(
+        "--cgi-timeout", type=_seconds, default=30.0, help="kill a script's process group after this"
+    )
+    cgi.add_argument("--cgi-max-processes", type=_positive_int, default=16, help="scripts running at once")
+    cgi.add_argument(
+        "--cgi-pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let scripts see this variable of the server's environment (repeatable; PATH always)",
+    )
+    cgi.add_argument(
+        "--cgi-pass-authorization", action="store_true", help="give scripts the Authorization header"
+    )
     impl = serve.add_argument_group("implementation")
     impl.add_argument("--http", choices=["auto", "httptools", "h11"], default="auto", help="HTTP parser")
     impl.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="event loop")
@@ -214,6 +230,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "backend_keep_conn",
             "connect_timeout",
             "read_timeout",
+            "cgi_timeout",
+            "cgi_max_processes",
+            "cgi_pass_env",
+            "cgi_pass_authorization",
         )
     }
     fields["fastcgi_params"] = dict(_name_value(item) for item in args.fastcgi_param)

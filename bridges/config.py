@@ -20,7 +20,7 @@ __all__ = ["Config"]
 
 logger = logging.getLogger("bridges.server")
 
-Mode = Literal["auto", "asgi", "wsgi", "fastcgi"]
+Mode = Literal["auto", "asgi", "wsgi", "fastcgi", "cgi"]
 LOG_LEVELS = {
     "critical": logging.CRITICAL,
     "error": logging.ERROR,
@@ -49,6 +49,11 @@ class Config:
     backend_keep_conn: bool = False
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
+    # --mode cgi: the target is a CGI script or a cgi-bin directory.
+    cgi_timeout: float = 30.0
+    cgi_max_processes: int = 16
+    cgi_pass_env: list[str] = field(default_factory=list)
+    cgi_pass_authorization: bool = False
     # Where to listen.
     host: str = "127.0.0.1"
     port: int = 8000
@@ -90,8 +95,8 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigurationError for option values no server could run with."""
-        if self.mode not in ("auto", "asgi", "wsgi", "fastcgi"):
-            raise ConfigurationError(f"--mode must be auto, asgi, wsgi or fastcgi, not {self.mode!r}")
+        if self.mode not in ("auto", "asgi", "wsgi", "fastcgi", "cgi"):
+            raise ConfigurationError(f"--mode must be auto, asgi, wsgi, fastcgi or cgi, not {self.mode!r}")
         if self.protocol not in ("http", "fastcgi"):
             raise ConfigurationError(f"--protocol must be http or fastcgi, not {self.protocol!r}")
         if self.lifespan not in ("auto", "on", "off"):
@@ -143,8 +148,21 @@ class Config:
             return "h11"
         return "httptools"
 
-    def load(self) -> tuple[ASGIApp, Literal["asgi", "wsgi", "fastcgi"]]:
+    def load(self) -> tuple[ASGIApp, Literal["asgi", "wsgi", "fastcgi", "cgi"]]:
         """Import the target and return (ASGI app to serve, the interface the target spoke)."""
+        if self.mode == "cgi":
+            from .cgi_runner import CGIToASGI
+
+            if not isinstance(self.app, str):
+                raise ConfigurationError("--mode cgi takes a CGI script or a cgi-bin directory")
+            runner = CGIToASGI(
+                self.app,
+                timeout=self.cgi_timeout,
+                max_processes=self.cgi_max_processes,
+                pass_environ=self.cgi_pass_env,
+                pass_authorization=self.cgi_pass_authorization,
+            )
+            return runner, "cgi"
         if self.mode == "fastcgi":
             from .fastcgi_client import FastCGIToASGI
 

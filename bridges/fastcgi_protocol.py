@@ -557,9 +557,10 @@ class FastCGIConnection:
             raise LocalProtocolError(f"no active request for {event!r}")
         if isinstance(event, Params):
             encoded = encode_name_values(event.params.items())
-            return _records(RecordType.PARAMS, event.request_id, encoded) + _records(
-                RecordType.PARAMS, event.request_id, b""
-            )
+            # No params: only the empty record that ends the stream (an empty first record would end
+            # it already, and the second would then be a PARAMS record after the end of the stream).
+            params = _records(RecordType.PARAMS, event.request_id, encoded) if encoded else b""
+            return params + _records(RecordType.PARAMS, event.request_id, b"")
         if isinstance(event, (Stdin, Data)):
             kind = RecordType.STDIN if isinstance(event, Stdin) else RecordType.DATA
             data = _records(kind, event.request_id, event.data) if event.data else b""

@@ -1,20 +1,33 @@
 """HTTP/1.1 request parsing, sans-I/O: bytes in, request events out, strict on framing.
 
 Two parsers sit behind one interface (`feed(data) -> list of events`): httptools (llhttp, fast)
-and h11 (pure Python). On top of either, `check_request_head` applies the rules that keep request
-smuggling and ambiguous framing out (RFC 9112), whatever the underlying parser tolerates:
+and h11 (pure Python). Both answer the same inputs the same way: the h11 path reads the head
+itself with llhttp's rules (h11 is laxer and normalises what it accepts), and on top of either,
+`check_request_head` applies the rules that keep request smuggling and ambiguous framing out
+(RFC 9112), whatever the underlying parser tolerates:
 
-- Content-Length and Transfer-Encoding together, Transfer-Encoding that is not exactly one final
-  `chunked`, or Transfer-Encoding on HTTP/1.0: 400 (RFC 9112 section 6.1, 6.3).
-- Content-Length that is not all digits, or repeated with different values: 400 (section 6.3).
-- HTTP/1.1 without exactly one Host header: 400 (section 3.2).
-- A header name that is not a token (whitespace before the colon included), a value holding NUL,
-  CR or LF, or obs-fold: 400 (RFC 9110 section 5.5, RFC 9112 section 5.2).
-- A version other than 1.0 or 1.1: 505. Limits: request line 414, header bytes or count 431,
-  a declared body over the limit 413.
+- Content-Length and Transfer-Encoding together, Transfer-Encoding that is not exactly one
+  `chunked` (any other coding, a list, a parameter, trailing whitespace), or Transfer-Encoding on
+  HTTP/1.0: 400 (RFC 9112 sections 6.1, 6.3).
+- Content-Length that is not all digits, over 2**64 - 1, or repeated (even with the same value,
+  which RFC 9110 section 8.6 lets a recipient refuse): 400 (RFC 9112 section 6.3).
+- More than one Host, none on HTTP/1.1, or one that is not `host[:port]`: 400 (section 3.2).
+- A header name that is not a token (whitespace before the colon included), a value holding a
+  CTL other than HTAB, obs-fold, bare CR or bare LF: 400 (RFC 9110 section 5.5, RFC 9112 2.2, 5.2).
+- HTTP/1.x above 1.1 is processed as 1.1 (RFC 9110 section 2.5); another major version (HTTP/0.9
+  included): 505. Limits: request target 414, header bytes or count 431 (an unfinished line is
+  not buffered past them), a declared body over the limit 413.
+- The parser stops at a head only for an upgrade the server carries out (a bodiless WebSocket
+  handshake); any other request's body is read as body, even with `Connection: upgrade`.
+- Trailer fields are read and dropped, never merged into the request's headers.
 
 Events are tuples, cheapest to build on the hot path: `(HEAD, RequestHead)`, `(BODY, bytes)`,
-`(END, None)`. Errors are raised as `RemoteProtocolError` with the status to answer.
+`(END, None)`. Errors are raised as `RemoteProtocolError` with the status to answer; one that
+comes after complete requests in the same feed is kept (`pending_error`) and raised by the next.
+
+Known differences left between the two: llhttp only knows a fixed list of methods (h11 takes any
+token), llhttp takes `RTSP/1.0` and `ICE/1.0` for HTTP/1.0, and h11 is lenient on chunk-size
+lines (whitespace after the size, any extension, sizes of 17-20 hex digits).
 """
 
 from __future__ import annotations
@@ -52,7 +65,7 @@ _VERSION = re.compile(rb"HTTP/([0-9]\.[0-9])")
 _LENGTH_PREFIX = re.compile(rb"[ \t]*[0-9]*[ \t]*")
 _VERSION_PREFIX = re.compile(rb"(?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.[0-9]?)?)?)?)?)?)?)?")
 # Host = uri-host [ ":" port ] (RFC 9110 section 7.2, RFC 3986 section 3.2.2); empty is allowed.
-_HOST = re.compile(rb"(?:\[[0-9A-Za-z.:\-_~!$&'()*+,;=]*\]|[0-9A-Za-z.\-_~%!$&'()*+,;=]*)(?::[0-9]*)?")
+_HOST = re.compile(rb"(?:\[[0-9A-Za-z.:\-_~!$&'()*+,;=]*\]|[0-9A-Za-z.\-_~%!$&'()*+,;=]*)(?::[0-9]*)?[ \t]*")
 _OWS = b" \t"
 _OWS_CODES = (32, 9)
 _MAX_CONTENT_LENGTH = 2**64 - 1  # What llhttp can count; beyond is an overflow error.
@@ -124,7 +137,7 @@ def check_request_head(head: RequestHead, limits: Limits) -> RequestHead:
             trailing_space = True
         if name == b"host":
             hosts += 1
-            if not _HOST.fullmatch(value.rstrip(_OWS)):
+            if not _HOST.fullmatch(value):
                 raise RemoteProtocolError("invalid Host header")
         elif name == b"content-length":
             lengths.append(value)

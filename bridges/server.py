@@ -203,7 +203,9 @@ class Server:
         for sock in self.sockets:
             logger.info(
                 "serving %s app %s on %s (%s, %s)",
-                {"wsgi": "WSGI", "fastcgi": "FastCGI responder as an"}.get(interface, "ASGI"),
+                {"wsgi": "WSGI", "fastcgi": "FastCGI responder as an", "cgi": "CGI programs as an"}.get(
+                    interface, "ASGI"
+                ),
                 config.app if isinstance(config.app, str) else _name_of(config.app),
                 _describe(sock, config.protocol),
                 "FastCGI" if config.protocol == "fastcgi" else parser,

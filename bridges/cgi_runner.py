@@ -1,0 +1,429 @@
+"""Run CGI programs as an ASGI app: `CGIToASGI("/srv/cgi-bin")`, or `CGIToWSGI(...)` for WSGI hosts.
+
+`path` is one executable, or a directory (a cgi-bin) in which the script is found segment by
+segment, the rest of the path becoming PATH_INFO. Each request runs the script in its own process
+group with an RFC 3875 environment built from an allow-list (nothing of the server's own
+environment leaks but PATH and the names in `pass_environ`). The request body streams to the
+script's stdin and its stdout streams back through the shared CGI response parser, both with
+backpressure; stderr goes to logging. A per-request timeout, a client disconnect or a server
+shutdown kills the whole process group; the number of processes is capped (requests queue, then
+get a 503); every process is waited for, so none is left a zombie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._exceptions import ConfigurationError
+from ._types import Message, Receive, Scope, Send
+from .asgi_to_wsgi import ASGIToWSGI
+from .cgi_response import (
+    NEED_DATA,
+    BodyData,
+    CGIResponseError,
+    CGIResponseParser,
+    EndOfResponse,
+    ResponseHead,
+)
+from .translate import scope_to_cgi_variables, split_path
+
+__all__ = ["CGIToASGI", "CGIToWSGI", "ScriptRefused", "check_path_segments"]
+
+logger = logging.getLogger("bridges.cgi")
+
+_READ_SIZE = 64 * 1024
+_MAX_LOCAL_REDIRECTS = 5
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+_BODY_HEADERS = (b"content-length", b"content-type", b"transfer-encoding")
+
+
+class ScriptRefused(Exception):
+    """A request path that must not reach a script: `status` says how to answer (403/404/400)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def check_path_segments(path: str, raw_path: bytes) -> list[str]:
+    """The path's segments, refusing traversal: `..`, `.`, NUL, backslashes and encoded slashes."""
+    lowered = raw_path.lower()
+    if b"%2f" in lowered or b"%5c" in lowered or b"%00" in lowered:
+        raise ScriptRefused(404, "encoded slash, backslash or NUL in the path")
+    segments = [segment for segment in path.split("/") if segment]
+    for segment in segments:
+        if segment in ("..", ".") or "\x00" in segment or "\\" in segment:
+            raise ScriptRefused(404, f"path segment {segment!r} refused")
+    return segments
+
+
+@dataclass(frozen=True)
+class _Script:
+    filename: str  # The file to execute.
+    script_name: str  # Its URL path (SCRIPT_NAME), mount point included.
+    path_info: str
+
+
+class CGIToASGI:
+    """An ASGI app that runs CGI programs.
+
+    Options: `timeout` seconds per request (the process group is killed after it);
+    `max_processes` running at once and `max_queue` waiting (more get 503); `pass_environ`
+    names of this process's environment variables the script may see (PATH always);
+    `pass_authorization` gives scripts HTTP_AUTHORIZATION; `refuse_function_headers` refuses
+    header values starting with "() {" (Shellshock, CVE-2014-6271); `extra_env` is added as is.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        timeout: float = 30.0,
+        max_processes: int = 16,
+        max_queue: int = 64,
+        pass_environ: Iterable[str] = (),
+        pass_authorization: bool = False,
+        refuse_function_headers: bool = True,
+        extra_env: Mapping[str, str] | None = None,
+        kill_grace: float = 2.0,
+    ) -> None:
+        full = os.path.abspath(path)
+        if not os.path.exists(full):
+            raise ConfigurationError(f"no such CGI script or directory: {path!r}")
+        self.root = os.path.realpath(full)
+        self.is_directory = os.path.isdir(self.root)
+        if not self.is_directory and not os.access(self.root, os.X_OK):
+            raise ConfigurationError(f"CGI script {path!r} is not executable")
+        self.timeout = timeout
+        self.max_processes = max_processes
+        self.max_queue = max_queue
+        self.pass_environ = tuple(pass_environ)
+        self.pass_authorization = pass_authorization
+        self.refuse_function_headers = refuse_function_headers
+        self.extra_env = dict(extra_env or {})
+        self.kill_grace = kill_grace
+        self._slots: asyncio.Semaphore | None = None
+        self._waiting = 0
+        self.running: set[asyncio.subprocess.Process] = set()
+
+    # ---- resolving the script ------------------------------------------------------------------
+
+    def resolve(self, scope: Scope) -> _Script:
+        """Which script serves this request (raise ScriptRefused with 403/404 if none may)."""
+        root_path = scope.get("root_path", "").rstrip("/")
+        _, path = split_path(scope["path"], root_path)
+        segments = check_path_segments(path, scope.get("raw_path") or path.encode("utf-8", "replace"))
+        if not self.is_directory:
+            return _Script(self.root, root_path, path)
+        current = self.root
+        for index, segment in enumerate(segments):
+            current = os.path.join(current, segment)
+            try:
+                info = os.stat(current)
+            except OSError:
+                raise ScriptRefused(404, "no such script") from None
+            real = os.path.realpath(current)
+            if real != self.root and not real.startswith(self.root + os.sep):
+                raise ScriptRefused(403, "the script resolves outside the CGI directory")
+            if stat.S_ISREG(info.st_mode):
+                if not os.access(real, os.X_OK):
+                    raise ScriptRefused(403, "the script is not executable")
+                script_name = root_path + "/" + "/".join(segments[: index + 1])
+                rest = segments[index + 1 :]
+                path_info = ("/" + "/".join(rest)) if rest else ""
+                if path.endswith("/") and rest:
+                    path_info += "/"
+                return _Script(real, script_name, path_info)
+            if not stat.S_ISDIR(info.st_mode):
+                raise ScriptRefused(403, "not a regular file")
+        raise ScriptRefused(404, "no script in the path")
+
+    def environment(self, scope: Scope, script: _Script) -> dict[str, str]:
+        """The script's whole environment: RFC 3875 meta-variables and the allowed pass-through."""
+        variables = scope_to_cgi_variables(
+            scope,
+            script_name=script.script_name,
+            path_info=script.path_info,
+            document_root=os.path.dirname(script.filename) if not self.is_directory else self.root,
+            pass_authorization=self.pass_authorization,
+            extra={"SCRIPT_FILENAME": script.filename, "REDIRECT_STATUS": "200", **self.extra_env},
+        )
+        if self.refuse_function_headers:
+            for name, value in variables.items():
+                if name.startswith("HTTP_") and value.lstrip().startswith("() {"):
+                    raise ScriptRefused(400, f"header {name} looks like a shell function definition")
+        variables["PATH"] = os.environ.get("PATH", _DEFAULT_PATH)
+        for name in self.pass_environ:
+            if name in os.environ:
+                variables[name] = os.environ[name]
+        return variables
+
+    # ---- the ASGI app --------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await self.kill_all()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif kind == "websocket":
+            if (await receive())["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1000})
+        else:
+            raise ConfigurationError(f"CGIToASGI cannot serve scope type {kind!r}")
+
+    async def kill_all(self) -> None:
+        """Kill every running script's process group (server shutdown)."""
+        for process in list(self.running):
+            _kill_group(process)
+
+    async def _http(self, scope: Scope, receive: Receive | None, send: Send) -> None:
+        for _ in range(_MAX_LOCAL_REDIRECTS + 1):
+            try:
+                script = self.resolve(scope)
+                env = self.environment(scope, script)
+            except ScriptRefused as refusal:
+                logger.info("refused %s: %s", scope.get("path"), refusal)
+                await _plain(send, refusal.status)
+                return
+            location = await self._run_limited(script, env, receive, send)
+            if location is None:
+                return
+            # RFC 3875 section 6.2.2: serve the new location internally, as a GET without a body.
+            path, _, query = location.partition(b"?")
+            scope = dict(scope)
+            scope.update(
+                method="GET",
+                path=path.decode("latin-1"),
+                raw_path=path,
+                query_string=query,
+                root_path="",
+                headers=[(n, v) for n, v in scope["headers"] if n not in _BODY_HEADERS],
+            )
+            receive = None
+        logger.error("more than %d local redirects from %s", _MAX_LOCAL_REDIRECTS, scope.get("path"))
+        await _plain(send, 502)
+
+    async def _run_limited(
+        self, script: _Script, env: dict[str, str], receive: Receive | None, send: Send
+    ) -> bytes | None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_processes)
+        if self._slots.locked() and self._waiting >= self.max_queue:
+            logger.warning("too many CGI requests waiting; answering 503")
+            await _plain(send, 503)
+            return None
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await self._run(script, env, receive, send)
+        finally:
+            self._slots.release()
+
+    async def _run(
+        self, script: _Script, env: dict[str, str], receive: Receive | None, send: Send
+    ) -> bytes | None:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                script.filename,
+                cwd=os.path.dirname(script.filename),
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # Its own process group: a kill reaches its children too.
+            )
+        except OSError as exc:
+            logger.error("cannot run CGI script %s: %s", script.filename, exc)
+            await _plain(send, 502)
+            return None
+        self.running.add(process)
+        nph = os.path.basename(script.filename).startswith("nph-")
+        relay = _Relay(send, CGIResponseParser(nph=nph))
+        feeder = asyncio.ensure_future(_feed_stdin(process, receive, relay))
+        errors = asyncio.ensure_future(_log_stderr(process, script.filename))
+        outcome: bytes | None = None
+        try:
+            outcome = await asyncio.wait_for(self._relay_stdout(process, relay), self.timeout)
+        except asyncio.TimeoutError:
+            logger.error("CGI script %s ran over %ss; killed", script.filename, self.timeout)
+            _kill_group(process)
+            if relay.started:  # Cut the response: the server closes the connection.
+                raise CGIResponseError(f"CGI script timed out after {self.timeout}s mid-response") from None
+            await _plain(send, 504)
+        except CGIResponseError as exc:
+            _kill_group(process)
+            if relay.client_gone:
+                logger.info("client went away; killed CGI script %s", script.filename)
+            else:
+                logger.error("CGI script %s wrote a malformed response: %s", script.filename, exc)
+                if relay.started:
+                    raise
+                await _plain(send, 502)
+        except _ClientGone:
+            logger.info("client went away; killing CGI script %s", script.filename)
+            _kill_group(process)
+        except BaseException:
+            _kill_group(process)
+            raise
+        finally:
+            feeder.cancel()
+            await self._reap(process, script.filename)
+            errors.cancel()
+            self.running.discard(process)
+        return outcome
+
+    async def _relay_stdout(self, process: asyncio.subprocess.Process, relay: _Relay) -> bytes | None:
+        assert process.stdout is not None
+        while True:
+            data = await process.stdout.read(_READ_SIZE)
+            location = await relay.feed(data)
+            if location is not None:
+                _kill_group(process)  # Whatever else it writes is not wanted.
+                return location
+            if not data:
+                return None
+
+    async def _reap(self, process: asyncio.subprocess.Process, filename: str) -> None:
+        try:
+            await asyncio.wait_for(process.wait(), self.kill_grace)
+        except asyncio.TimeoutError:
+            _kill_group(process)
+            await process.wait()
+        if process.returncode not in (0, None, -signal.SIGKILL):
+            logger.info("CGI script %s exited with %s", filename, process.returncode)
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            process.kill()
+        except ProcessLookupError:
+            pass
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class _Relay:
+    """Parse the script's stdout and send the response as it becomes available."""
+
+    def __init__(self, send: Send, parser: CGIResponseParser) -> None:
+        self.send = send
+        self.parser = parser
+        self.started = False
+        self.ended = False
+        self.client_gone = False
+
+    async def feed(self, data: bytes) -> bytes | None:
+        parser = self.parser
+        parser.receive_data(data)
+        while True:
+            event = parser.next_event()
+            if event is NEED_DATA or self.ended:
+                return None
+            if isinstance(event, ResponseHead):
+                if event.kind == "local-redirect":
+                    return event.location
+                self.started = True
+                await self._send(
+                    {"type": "http.response.start", "status": event.status, "headers": event.headers}
+                )
+            elif isinstance(event, BodyData):
+                await self._send({"type": "http.response.body", "body": event.data, "more_body": True})
+            elif isinstance(event, EndOfResponse):
+                self.ended = True
+                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+                return None
+
+    async def _send(self, message: Message) -> None:
+        try:
+            await self.send(message)
+        except OSError:
+            self.client_gone = True
+            raise _ClientGone from None
+
+
+async def _feed_stdin(process: asyncio.subprocess.Process, receive: Receive | None, relay: _Relay) -> None:
+    """Stream the request body into the script's stdin; a disconnect kills the script."""
+    stdin = process.stdin
+    assert stdin is not None
+    try:
+        while receive is not None:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                relay.client_gone = True
+                _kill_group(process)
+                return
+            body = message.get("body", b"")
+            if body:
+                stdin.write(body)
+                await stdin.drain()
+            if not message.get("more_body", False):
+                break
+        stdin.close()
+        # Keep listening: a client that leaves while the script still works gets it killed.
+        while receive is not None and not relay.ended:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not relay.ended:
+                    relay.client_gone = True
+                    _kill_group(process)
+                return
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # The script did not read all of its input; that is its right.
+
+
+async def _log_stderr(process: asyncio.subprocess.Process, filename: str) -> None:
+    assert process.stderr is not None
+    name = os.path.basename(filename)
+    while True:
+        line = await process.stderr.readline()
+        if not line:
+            return
+        logger.warning("%s: %s", name, line.decode("utf-8", "replace").rstrip())
+
+
+async def _plain(send: Send, status: int) -> None:
+    text = {400: b"Bad Request\n", 403: b"Forbidden\n", 404: b"Not Found\n", 502: b"Bad Gateway\n",
+            503: b"Service Unavailable\n", 504: b"Gateway Timeout\n"}.get(status, b"Error\n")  # fmt: skip
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": text})
+    except OSError:
+        pass
+
+
+class CGIToWSGI(ASGIToWSGI):
+    """A WSGI app that runs CGI programs (CGIToASGI under ASGIToWSGI); same options as CGIToASGI."""
+
+    def __init__(self, path: str, **options: Any) -> None:
+        super().__init__(CGIToASGI(path, **options), lifespan="off")
