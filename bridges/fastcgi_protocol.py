@@ -511,11 +511,11 @@ class FastCGIConnection:
             if len(content) != END_BODY.size:
                 raise FastCGIProtocolError("malformed END_REQUEST record")
             app_status, protocol_status = END_BODY.unpack(content)
-            del self.requests[request_id]
             try:
                 status = ProtocolStatus(protocol_status)
             except ValueError:
                 raise FastCGIProtocolError(f"unknown protocol status {protocol_status}") from None
+            del self.requests[request_id]  # Only once the record is known good, as for a malformed one.
             return EndRequest(request_id, app_status, status)
         raise FastCGIProtocolError(f"record type {record_type} is not one a web server receives")
 
