@@ -152,7 +152,7 @@ def check_request_head(head: RequestHead, limits: Limits) -> RequestHead:
     if trailing_space:
         head.headers = [(name, value.rstrip(_OWS)) for name, value in head.headers]
     if hosts > 1 or (hosts == 0 and version == "1.1"):
-        raise RemoteProtocolError("HTTP/1.1 requests need exactly one Host header")
+        raise RemoteProtocolError("one Host header is required (HTTP/1.1), two are never allowed")
     if encodings:
         if lengths:
             raise RemoteProtocolError("both Content-Length and Transfer-Encoding")

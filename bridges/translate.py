@@ -20,12 +20,16 @@ environ, scope or CGI environment here, so each rule below is written (and teste
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
-from urllib.parse import quote, unquote_to_bytes
 
 from ._exceptions import RemoteProtocolError
-from ._types import CGIVariables, Environ, Headers, Scope
+
+# Kept cheap to import (no typing, dataclasses or urllib at import time): a CGI process pays for
+# every import on every request.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    from ._types import CGIVariables, Environ, Headers, Scope
 
 __all__ = [
     "DEFAULT_HEADER_POLICY",
@@ -51,7 +55,6 @@ _TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzAB
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
-@dataclass(frozen=True)
 class HeaderPolicy:
     """How request headers become `HTTP_*` variables.
 
@@ -60,11 +63,25 @@ class HeaderPolicy:
     `max_repeats` caps how often one header name may appear before the request is refused (431).
     """
 
-    underscores: Literal["drop", "keep"] = "drop"
-    max_repeats: int = 100
-    _classes: dict[bytes, tuple[int, str]] = field(
-        default_factory=dict, init=False, repr=False, compare=False, hash=False
-    )
+    __slots__ = ("_classes", "max_repeats", "underscores")
+
+    def __init__(self, underscores: Literal["drop", "keep"] = "drop", max_repeats: int = 100) -> None:
+        if underscores not in ("drop", "keep"):
+            raise ValueError("underscores must be 'drop' or 'keep'")
+        self.underscores = underscores
+        self.max_repeats = max_repeats
+        self._classes: dict[bytes, tuple[int, str]] = {}
+
+    def __repr__(self) -> str:
+        return f"HeaderPolicy(underscores={self.underscores!r}, max_repeats={self.max_repeats})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HeaderPolicy):
+            return NotImplemented
+        return (self.underscores, self.max_repeats) == (other.underscores, other.max_repeats)
+
+    def __hash__(self) -> int:
+        return hash((self.underscores, self.max_repeats))
 
     def classify(self, raw_name: bytes) -> tuple[int, str]:
         """Return the class of a header name and its environ key (`HTTP_X_FOO`, `CONTENT_TYPE`...)."""
@@ -193,6 +210,8 @@ def _request_uri(scope: Scope) -> str:
     if raw_path:
         target = raw_path.decode("latin-1")
     else:
+        from urllib.parse import quote
+
         target = quote(scope["path"].encode("utf-8", "surrogateescape"), safe=_PATH_SAFE)
     query = scope.get("query_string", b"")
     return f"{target}?{query.decode('latin-1')}" if query else target
@@ -351,6 +370,8 @@ def environ_to_scope(environ: Mapping[str, Any]) -> Scope:
     if request_uri:
         raw_path = str(request_uri).split("?", 1)[0].encode("latin-1")
     else:
+        from urllib.parse import quote
+
         raw_path = quote(script_name + path_info, safe=_PATH_SAFE, encoding="latin-1").encode("ascii")
     server_port = _port(environ.get("SERVER_PORT"))
     remote_addr = environ.get("REMOTE_ADDR")
@@ -415,6 +436,8 @@ def gateway_variables_to_scope(variables: Mapping[str, str], *, root_path: str |
             scope["root_path"] = root_path.rstrip("/")
             scope["path"] = scope["root_path"] + path_info
         return scope
+    from urllib.parse import unquote_to_bytes
+
     raw_path = request_uri.split("?", 1)[0].split("#", 1)[0]
     path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
     scope["raw_path"] = raw_path.encode("latin-1")
