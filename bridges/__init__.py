@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         RemoteProtocolError,
     )
     from .asgi_to_wsgi import ASGIToWSGI
+    from .cgi_host import run_cgi
     from .cgi_runner import CGIToASGI, CGIToWSGI
     from .config import Config
     from .fastcgi_client import FastCGIToASGI
@@ -49,6 +50,7 @@ __all__ = [
     "WSGIToASGI",
     "__version__",
     "environ_to_scope",
+    "run_cgi",
     "scope_to_cgi_variables",
     "scope_to_environ",
     "serve",
@@ -71,6 +73,7 @@ _HOMES = {
     "RemoteProtocolError": "._exceptions",
     "WSGIToASGI": ".wsgi_to_asgi",
     "environ_to_scope": ".translate",
+    "run_cgi": ".cgi_host",
     "scope_to_cgi_variables": ".translate",
     "scope_to_environ": ".translate",
     "serve": ".server",

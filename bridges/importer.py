@@ -10,9 +10,12 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any
 
 from ._exceptions import ConfigurationError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["import_from_string"]
 

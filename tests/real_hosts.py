@@ -22,13 +22,17 @@ def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """Stop a host and every process it forked (each host runs in its own process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # Children that outlived their parent.
 
 
 @contextlib.contextmanager
@@ -50,7 +54,9 @@ def php_fpm(workdir: Path, docroot: Path, children: int = 4) -> Iterator[Path]:
         "clear_env = yes\n"
     )
     command = [binary, "-F", "-y", str(config)] + (["-R"] if user else [])
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         wait_for_socket(socket_path, process)
         yield socket_path
@@ -64,7 +70,10 @@ def fcgiwrap(workdir: Path) -> Iterator[Path]:
     binary = find_binary("fcgiwrap")
     socket_path = workdir / "fcgiwrap.sock"
     process = subprocess.Popen(
-        [binary, "-c", "2", "-s", f"unix:{socket_path}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [binary, "-c", "2", "-s", f"unix:{socket_path}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         wait_for_socket(socket_path, process)
