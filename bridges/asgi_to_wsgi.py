@@ -2,8 +2,9 @@
 
 The ASGI app runs on one event loop in a background thread (`LoopPortal`), started on the first
 request and again in each forked worker. The WSGI server's thread stays in charge of blocking
-I/O: it reads `wsgi.input` when the ASGI app calls `receive()`, and hands the app's response to
-the server chunk by chunk as the app sends it. Both directions are bounded by a window.
+I/O: it reads `wsgi.input` when the ASGI app calls `receive()` (64 KiB at a time, only as fast as
+the app asks), and hands the app's response to the server chunk by chunk as the app sends it,
+the app running at most `window` bytes ahead.
 
 Lifespan runs once per loop before the first request; shutdown runs when the process exits.
 """
@@ -365,6 +366,7 @@ class ASGIToWSGI:
                 except BaseException as exc:
                     logger.error("ASGI lifespan startup failed", exc_info=exc)
                     self._lifespan_error = exc
+                    self.portal.call_soon(lifespan.cancel)  # Don't leave it pending (a time-out).
                 else:
                     self._state = lifespan.state if lifespan.supported else None
                     if lifespan.supported:

@@ -199,7 +199,10 @@ class Config:
         if mode == "wsgi":
             from .wsgi_to_asgi import WSGIToASGI
 
-            return WSGIToASGI(_refuse_coroutines(target), threads=self.threads), "wsgi"
+            wrapped = WSGIToASGI(
+                _refuse_coroutines(target), threads=self.threads, multiprocess=self.workers > 1
+            )
+            return wrapped, "wsgi"
         return target, "asgi"
 
 

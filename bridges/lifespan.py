@@ -42,6 +42,11 @@ class Lifespan:
         await self.inbox.put({"type": "lifespan.startup"})
         await self.startup_done
 
+    def cancel(self) -> None:
+        """Stop the lifespan task (startup timed out or failed); call on its loop."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
     async def shutdown(self) -> None:
         if self.task is None or self.task.done() or self.shutdown_done is None:
             return

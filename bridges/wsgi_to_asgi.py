@@ -13,6 +13,8 @@ One request is an `_Exchange`: the event-loop side (`_Exchange.serve`) and the w
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import io
 import logging
 import os
@@ -196,7 +198,8 @@ class _Exchange:
                 return
             self.body += first.get("body", b"")
             self.body_done = not first.get("more_body", False)
-        self.adapter.pool.submit(self.run_app)
+        # The app sees the context variables the ASGI side set (request ids, tracing), as a copy.
+        self.adapter.pool.submit(functools.partial(contextvars.copy_context().run, self.run_app))
         try:
             await self._send_outbox(send)
         except BaseException as exc:
@@ -290,10 +293,13 @@ class _Exchange:
                 self._abort(ClientDisconnected("client disconnected"))
                 return
             with self.lock:
-                if not self.body_done:
-                    self.body += message.get("body", b"")
-                    self.body_done = not message.get("more_body", False)
-                    self._notify()
+                if self.body_done:
+                    # A server whose receive() answers at once after the body (instead of waiting
+                    # for the disconnect) cannot be watched: stop rather than spin.
+                    return
+                self.body += message.get("body", b"")
+                self.body_done = not message.get("more_body", False)
+                self._notify()
 
     # ---- worker-thread side ----------------------------------------------------------------
 
@@ -524,6 +530,8 @@ class WSGIToASGI:
     `threads` bounds the worker threads the app runs on (requests beyond that wait in order).
     `window` bounds the bytes buffered per request in each direction (request body read ahead,
     response produced ahead of a slow client). `header_policy` controls how headers translate.
+    `multiprocess` is what `wsgi.multiprocess` says: set it when the server runs several worker
+    processes (`bridge serve --workers N` does).
     """
 
     def __init__(
@@ -533,10 +541,12 @@ class WSGIToASGI:
         threads: int = 40,
         window: int = _STREAM_WINDOW,
         header_policy: HeaderPolicy = DEFAULT_HEADER_POLICY,
+        multiprocess: bool = False,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1 byte")
         self.app = app
+        self.multiprocess = multiprocess
         self.window = window
         self.header_policy = header_policy
         self.pool = ThreadPool(threads, name="bridges-wsgi")
@@ -549,6 +559,7 @@ class WSGIToASGI:
             wsgi_input=_Input(exchange),
             wsgi_errors=self.errors,
             multithread=self.pool.max_threads > 1,
+            multiprocess=self.multiprocess,
             policy=self.header_policy,
         )
         environ["wsgi.file_wrapper"] = FileWrapper
