@@ -170,6 +170,11 @@ class HTTPProtocol(StreamProtocol):
                 self.parsing = None
         if ready is not None:
             self._dispatch(ready)
+        # The parser keeps an error found after complete requests for its next feed; the client
+        # may send nothing more, so report it now (answered in order, after those requests).
+        pending = self.parser.pending_error
+        if pending is not None and self.websocket is None and not self.closed:
+            self._on_parse_error(pending)
 
     def _dispatch(self, cycle: RequestCycle) -> None:
         if self.closed:
@@ -256,7 +261,18 @@ class HTTPProtocol(StreamProtocol):
 
     def _on_parse_error(self, exc: RemoteProtocolError) -> None:
         logger.debug("bad request from %s: %s", self.client, exc)
-        if self.cycle is not None:
+        cycle = self.cycle
+        if cycle is not None and self.parsing is cycle:
+            # The body of the request being served is broken: its app would wait forever for the
+            # rest. Answer now if nothing went out yet, tell the app, and close.
+            self.parsing = None
+            cycle.keep_alive = False
+            if cycle.nothing_written:
+                cycle.send_error(exc.status_code, close=True)
+            cycle.on_disconnect()
+            self.close()
+            return
+        if cycle is not None:
             # Answer in order: after the response in progress.
             self.pending_error = exc
             self.pause_reading()
