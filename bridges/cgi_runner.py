@@ -22,16 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._exceptions import ConfigurationError
-from ._types import Message, Receive, Scope, Send
+from ._gateway import MAX_LOCAL_REDIRECTS, ClientGone, ResponseRelay, redirected_scope, send_plain
+from ._types import Receive, Scope, Send
 from .asgi_to_wsgi import ASGIToWSGI
-from .cgi_response import (
-    NEED_DATA,
-    BodyData,
-    CGIResponseError,
-    CGIResponseParser,
-    EndOfResponse,
-    ResponseHead,
-)
+from .cgi_response import CGIResponseError, CGIResponseParser
 from .translate import scope_to_cgi_variables, split_path
 
 __all__ = ["CGIToASGI", "CGIToWSGI", "ScriptRefused", "check_path_segments"]
@@ -39,9 +33,7 @@ __all__ = ["CGIToASGI", "CGIToWSGI", "ScriptRefused", "check_path_segments"]
 logger = logging.getLogger("bridges.cgi")
 
 _READ_SIZE = 64 * 1024
-_MAX_LOCAL_REDIRECTS = 5
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-_BODY_HEADERS = (b"content-length", b"content-type", b"transfer-encoding")
 
 
 class ScriptRefused(Exception):
@@ -192,31 +184,22 @@ class CGIToASGI:
             _kill_group(process)
 
     async def _http(self, scope: Scope, receive: Receive | None, send: Send) -> None:
-        for _ in range(_MAX_LOCAL_REDIRECTS + 1):
+        for _ in range(MAX_LOCAL_REDIRECTS + 1):
             try:
                 script = self.resolve(scope)
                 env = self.environment(scope, script)
             except ScriptRefused as refusal:
                 logger.info("refused %s: %s", scope.get("path"), refusal)
-                await _plain(send, refusal.status)
+                await send_plain(send, refusal.status)
                 return
             location = await self._run_limited(script, env, receive, send)
             if location is None:
                 return
             # RFC 3875 section 6.2.2: serve the new location internally, as a GET without a body.
-            path, _, query = location.partition(b"?")
-            scope = dict(scope)
-            scope.update(
-                method="GET",
-                path=path.decode("latin-1"),
-                raw_path=path,
-                query_string=query,
-                root_path="",
-                headers=[(n, v) for n, v in scope["headers"] if n not in _BODY_HEADERS],
-            )
+            scope = redirected_scope(scope, location, keep_root_path=False)
             receive = None
-        logger.error("more than %d local redirects from %s", _MAX_LOCAL_REDIRECTS, scope.get("path"))
-        await _plain(send, 502)
+        logger.error("more than %d local redirects from %s", MAX_LOCAL_REDIRECTS, scope.get("path"))
+        await send_plain(send, 502)
 
     async def _run_limited(
         self, script: _Script, env: dict[str, str], receive: Receive | None, send: Send
@@ -225,7 +208,7 @@ class CGIToASGI:
             self._slots = asyncio.Semaphore(self.max_processes)
         if self._slots.locked() and self._waiting >= self.max_queue:
             logger.warning("too many CGI requests waiting; answering 503")
-            await _plain(send, 503)
+            await send_plain(send, 503)
             return None
         self._waiting += 1
         try:
@@ -252,11 +235,11 @@ class CGIToASGI:
             )
         except OSError as exc:
             logger.error("cannot run CGI script %s: %s", script.filename, exc)
-            await _plain(send, 502)
+            await send_plain(send, 502)
             return None
         self.running.add(process)
         nph = os.path.basename(script.filename).startswith("nph-")
-        relay = _Relay(send, CGIResponseParser(nph=nph))
+        relay = ResponseRelay(send, CGIResponseParser(nph=nph))
         feeder = asyncio.ensure_future(_feed_stdin(process, receive, relay))
         errors = asyncio.ensure_future(_log_stderr(process, script.filename))
         outcome: bytes | None = None
@@ -267,7 +250,7 @@ class CGIToASGI:
             _kill_group(process)
             if relay.started:  # Cut the response: the server closes the connection.
                 raise CGIResponseError(f"CGI script timed out after {self.timeout}s mid-response") from None
-            await _plain(send, 504)
+            await send_plain(send, 504)
         except CGIResponseError as exc:
             _kill_group(process)
             if relay.client_gone:
@@ -276,8 +259,8 @@ class CGIToASGI:
                 logger.error("CGI script %s wrote a malformed response: %s", script.filename, exc)
                 if relay.started:
                     raise
-                await _plain(send, 502)
-        except _ClientGone:
+                await send_plain(send, 502)
+        except ClientGone:
             logger.info("client went away; killing CGI script %s", script.filename)
             _kill_group(process)
         except BaseException:
@@ -290,7 +273,7 @@ class CGIToASGI:
             self.running.discard(process)
         return outcome
 
-    async def _relay_stdout(self, process: asyncio.subprocess.Process, relay: _Relay) -> bytes | None:
+    async def _relay_stdout(self, process: asyncio.subprocess.Process, relay: ResponseRelay) -> bytes | None:
         assert process.stdout is not None
         while True:
             data = await process.stdout.read(_READ_SIZE)
@@ -323,50 +306,9 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
             pass
 
 
-class _ClientGone(Exception):
-    pass
-
-
-class _Relay:
-    """Parse the script's stdout and send the response as it becomes available."""
-
-    def __init__(self, send: Send, parser: CGIResponseParser) -> None:
-        self.send = send
-        self.parser = parser
-        self.started = False
-        self.ended = False
-        self.client_gone = False
-
-    async def feed(self, data: bytes) -> bytes | None:
-        parser = self.parser
-        parser.receive_data(data)
-        while True:
-            event = parser.next_event()
-            if event is NEED_DATA or self.ended:
-                return None
-            if isinstance(event, ResponseHead):
-                if event.kind == "local-redirect":
-                    return event.location
-                self.started = True
-                await self._send(
-                    {"type": "http.response.start", "status": event.status, "headers": event.headers}
-                )
-            elif isinstance(event, BodyData):
-                await self._send({"type": "http.response.body", "body": event.data, "more_body": True})
-            elif isinstance(event, EndOfResponse):
-                self.ended = True
-                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
-                return None
-
-    async def _send(self, message: Message) -> None:
-        try:
-            await self.send(message)
-        except OSError:
-            self.client_gone = True
-            raise _ClientGone from None
-
-
-async def _feed_stdin(process: asyncio.subprocess.Process, receive: Receive | None, relay: _Relay) -> None:
+async def _feed_stdin(
+    process: asyncio.subprocess.Process, receive: Receive | None, relay: ResponseRelay
+) -> None:
     """Stream the request body into the script's stdin; a disconnect kills the script."""
     stdin = process.stdin
     assert stdin is not None
@@ -404,22 +346,6 @@ async def _log_stderr(process: asyncio.subprocess.Process, filename: str) -> Non
         if not line:
             return
         logger.warning("%s: %s", name, line.decode("utf-8", "replace").rstrip())
-
-
-async def _plain(send: Send, status: int) -> None:
-    text = {400: b"Bad Request\n", 403: b"Forbidden\n", 404: b"Not Found\n", 502: b"Bad Gateway\n",
-            503: b"Service Unavailable\n", 504: b"Gateway Timeout\n"}.get(status, b"Error\n")  # fmt: skip
-    try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": text})
-    except OSError:
-        pass
 
 
 class CGIToWSGI(ASGIToWSGI):

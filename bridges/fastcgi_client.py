@@ -19,9 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._exceptions import ConfigurationError, RemoteProtocolError
-from ._types import Message, Receive, Scope, Send
-from .cgi_response import NEED_DATA as CGI_NEED_DATA
-from .cgi_response import BodyData, CGIResponseParser, EndOfResponse, ResponseHead
+from ._gateway import MAX_LOCAL_REDIRECTS, ClientGone, ResponseRelay, redirected_scope, send_plain
+from ._types import Receive, Scope, Send
 from .fastcgi_protocol import (
     CONNECTION_CLOSED,
     NEED_DATA,
@@ -43,8 +42,6 @@ logger = logging.getLogger("bridges.fastcgi.client")
 
 _READ_SIZE = 64 * 1024
 _REPLAY_LIMIT = 64 * 1024  # Request bytes kept to retry once on a stale pooled connection.
-_MAX_LOCAL_REDIRECTS = 5
-_BODY_HEADERS = (b"content-length", b"content-type", b"transfer-encoding")
 
 
 @dataclass(frozen=True)
@@ -219,30 +216,20 @@ class FastCGIToASGI:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = _RequestBody(receive)
-        for _ in range(_MAX_LOCAL_REDIRECTS + 1):
+        for _ in range(MAX_LOCAL_REDIRECTS + 1):
             try:
                 location = await self._exchange(scope, body, send)
             except _Status as failure:
                 logger.error("%s (%s %s)", failure, scope.get("method"), scope.get("path"))
-                await _error(send, failure.status)
+                await send_plain(send, failure.status)
                 return
             if location is None:
                 return
             # RFC 3875 section 6.2.2: a local redirect is served again, internally, as a GET.
-            path, _, query = location.partition(b"?")
-            scope = dict(scope)
-            scope.update(
-                method="GET",
-                path=path.decode("latin-1"),
-                raw_path=path,
-                query_string=query,
-                headers=[
-                    (n, v) for n, v in scope["headers"] if n not in (b"content-length", b"content-type")
-                ],
-            )
+            scope = redirected_scope(scope, location)
             body = _RequestBody(None)
-        logger.error("more than %d local redirects for %s", _MAX_LOCAL_REDIRECTS, scope.get("path"))
-        await _error(send, 502)
+        logger.error("more than %d local redirects for %s", MAX_LOCAL_REDIRECTS, scope.get("path"))
+        await send_plain(send, 502)
 
     async def _exchange(self, scope: Scope, body: _RequestBody, send: Send) -> bytes | None:
         """One FastCGI request; returns a local redirect's location, or None when answered."""
@@ -278,7 +265,7 @@ class FastCGIToASGI:
         except (OSError, RuntimeError):
             raise _StaleConnection from None
         pump = asyncio.ensure_future(self._pump_body(backend, body, request_id))
-        relay = _Relay(send)
+        relay = ResponseRelay(send)
         try:
             while True:
                 event = codec.next_event()
@@ -315,7 +302,7 @@ class FastCGIToASGI:
             if relay.started:
                 raise ConnectionError(f"malformed output from FastCGI backend: {exc}") from exc
             raise _Status(502, f"malformed output from FastCGI backend: {exc}") from None
-        except (asyncio.CancelledError, _ClientGone):
+        except (asyncio.CancelledError, ClientGone):
             self._abort(backend, request_id)
             if body.client_gone or not isinstance(sys.exc_info()[1], asyncio.CancelledError):
                 return None
@@ -350,60 +337,10 @@ class FastCGIToASGI:
                 await writer.drain()
             writer.write(codec.send(Stdin(request_id, b"", end=True)))
             await writer.drain()
-        except _ClientGone:
+        except ClientGone:
             self._abort(backend, request_id)  # The reader then sees the close and stops.
         except (OSError, RuntimeError):
             pass  # The reading side reports the broken connection.
-
-
-class _Relay:
-    """Turn STDOUT bytes into ASGI response messages through the CGI response parser."""
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.parser = CGIResponseParser()
-        self.got_output = False
-        self.started = False
-        self.ended = False
-
-    async def feed(self, data: bytes) -> bytes | None:
-        """Parse `data` (b"" at the end); send what is complete; return a local redirect's path."""
-        if self.ended:
-            return None
-        if data:
-            self.got_output = True
-        self.parser.receive_data(data)
-        while True:
-            event = self.parser.next_event()
-            if event is CGI_NEED_DATA:
-                return None
-            if isinstance(event, ResponseHead):
-                if event.kind == "local-redirect":
-                    return event.location
-                self.started = True
-                start = {"type": "http.response.start", "status": event.status, "headers": event.headers}
-                await _send_or_gone(self.send, start)
-            elif isinstance(event, BodyData):
-                await _send_or_gone(
-                    self.send, {"type": "http.response.body", "body": event.data, "more_body": True}
-                )
-            elif isinstance(event, EndOfResponse):
-                self.ended = True
-                await _send_or_gone(
-                    self.send, {"type": "http.response.body", "body": b"", "more_body": False}
-                )
-                return None
-
-
-class _ClientGone(Exception):
-    pass
-
-
-async def _send_or_gone(send: Send, message: Message) -> None:
-    try:
-        await send(message)
-    except OSError:
-        raise _ClientGone from None
 
 
 class _RequestBody:
@@ -435,7 +372,7 @@ class _RequestBody:
             if message["type"] == "http.disconnect":
                 self.done = True
                 self.client_gone = True
-                raise _ClientGone
+                raise ClientGone
             chunk: bytes = message.get("body", b"")
             if not message.get("more_body", False):
                 self.done = True
@@ -454,21 +391,3 @@ class _RequestBody:
             self.replayable = False
             self.kept.clear()
             self.position = 0
-
-
-async def _error(send: Send, status: int) -> None:
-    text = {502: b"Bad Gateway\n", 504: b"Gateway Timeout\n"}.get(status, b"Error\n")
-    try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(text)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": text})
-    except (OSError, RuntimeError):
-        pass
