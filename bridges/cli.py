@@ -143,6 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
     impl = serve.add_argument_group("implementation")
     impl.add_argument("--http", choices=["auto", "httptools", "h11"], default="auto", help="HTTP parser")
     impl.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto", help="event loop")
+    impl.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="add this header to every response (repeatable)",
+    )
+    impl.add_argument(
+        "--server-header",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="send 'server: bridges'",
+    )
+    impl.add_argument(
+        "--date-header", action=argparse.BooleanOptionalAction, default=True, help="send a Date header"
+    )
     logs = serve.add_argument_group("logging")
     logs.add_argument("--log-level", choices=list(LOG_LEVELS), default="info", help="log level")
     logs.add_argument(
@@ -241,7 +257,17 @@ def config_from_args(args: argparse.Namespace) -> Config:
         )
     }
     fields["fastcgi_params"] = dict(_name_value(item) for item in args.fastcgi_param)
+    fields["headers"] = [_header(item) for item in args.header]
+    fields["server_header"] = args.server_header
+    fields["date_header"] = args.date_header
     return Config(app=args.target, **fields)
+
+
+def _header(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition(":")
+    if not sep or not name.strip():
+        raise ConfigurationError(f"--header {item!r}: expected NAME:VALUE")
+    return name.strip(), value.strip()
 
 
 def _name_value(item: str) -> tuple[str, str]:
@@ -261,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
         from .server import run_config
 
-        run_config(config)
+        return run_config(config)
     except ConfigurationError as exc:
         print(f"bridge {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -115,6 +115,9 @@ class Config:
         for name in ("timeout_keep_alive", "timeout_header_read"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"--{name.replace('_', '-')} must be positive")
+        for name, value in self.headers:
+            if not name or any(c in name for c in ":\r\n\x00 ") or any(c in value for c in "\r\n\x00"):
+                raise ConfigurationError(f"--header {name}:{value}: not a valid header")
         if self.root_path and not self.root_path.startswith("/"):
             raise ConfigurationError("--root-path must start with '/'")
         self.trusted_proxies()  # Parse now: a bad address is a start-up error.

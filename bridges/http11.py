@@ -560,11 +560,14 @@ class RequestCycle:
                 else:
                     has_server = True
             parts += (name, b": ", value, b"\r\n")
+        self.header_count = (len(parts) - 1) // 4  # Each app header is 4 parts; see _finish_head.
         if config.server_header and not has_server:
             parts.append(b"server: bridges\r\n")
         if config.date_header and not has_date:
             parts.append(DATE.get())
-        self.header_count = (len(parts) - 1) // 4
+        extra = self.protocol.state.extra_headers
+        if extra:
+            parts.append(extra)
         if status in _NO_BODY_STATUSES or status < 200:
             self.no_body = True
         self.head_parts = parts
@@ -591,7 +594,7 @@ class RequestCycle:
         parts.append(b"\r\n")
         head = b"".join(parts)
         # Every line is ours: a CR, LF or NUL inside a name or value shows up as an extra one.
-        lines = len(parts) - 3 * self.header_count
+        lines = len(parts) - 3 * self.header_count + self.protocol.state.extra_header_lines
         if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\x00" in head:
             raise LocalProtocolError("invalid character in a response header")
         self.head_parts = None

@@ -64,5 +64,12 @@ def _import_file(path: str) -> Any:
         raise ConfigurationError(f"cannot load {path!r} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as exc:
+        del sys.modules[name]
+        raise ConfigurationError(f"importing {path!r} failed: {exc}") from exc
+    except BaseException:
+        del sys.modules[name]
+        raise
     return module

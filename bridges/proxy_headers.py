@@ -56,7 +56,10 @@ def _strip_port(node: str) -> str:
 def apply_proxy_headers(scope: Scope, trusted: Trusted) -> None:
     """Rewrite `scope["client"]` and `scope["scheme"]` from proxy headers if the peer is trusted."""
     client = scope.get("client")
-    if client is None or not is_trusted(client[0], trusted):
+    if client is None:
+        if trusted != "*":  # A unix-socket peer has no address: only "trust everyone" covers it.
+            return
+    elif not is_trusted(client[0], trusted):
         return
     forwarded_parts: list[str] = []
     for_parts: list[str] = []

@@ -44,6 +44,11 @@ class ServerState:
         self.total_requests = 0
         self.should_exit = False
         self.running_eagerly = False  # An app is being run inline (see HTTPProtocol._start).
+        # --header NAME:VALUE: added to every HTTP response (one block, with its line count).
+        self.extra_headers = b"".join(
+            f"{name}: {value}\r\n".encode("latin-1") for name, value in config.headers
+        )
+        self.extra_header_lines = max(len(config.headers) - 1, 0)
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_interval = 1.0
         self.proxy_trusted: Trusted | None = config.trusted_proxies() if config.proxy_headers else None
@@ -181,12 +186,20 @@ class Server:
         self._exit = asyncio.Event()
         app, interface = config.load()
         state = self.state = ServerState(config, loop)
+        # Bind before the app starts up: a port in use must not leave a started-up app behind.
+        own_sockets = sockets is None
+        self.sockets = bind_sockets(config) if sockets is None else sockets
         lifespan = None
-        if config.lifespan != "off" and interface == "asgi":
+        if config.lifespan != "off" and interface != "wsgi":
             lifespan = Lifespan(app, config.lifespan)
             lifespan.state = state.app_state
-            await lifespan.startup()
-        self.sockets = sockets if sockets is not None else bind_sockets(config)
+            try:
+                await lifespan.startup()
+            except BaseException:
+                if own_sockets:
+                    for sock in self.sockets:
+                        sock.close()
+                raise
         if config.protocol == "fastcgi":
             from .fastcgi_host import FastCGIProtocol
 
@@ -290,20 +303,24 @@ def new_event_loop(kind: Literal["auto", "asyncio", "uvloop"]) -> asyncio.Abstra
     return asyncio.new_event_loop()
 
 
-def serve(app: ASGIApp | str, **options: Any) -> None:
+def serve(app: ASGIApp | str, **options: Any) -> int:
     """Serve `app` (an app or an import string) with the built-in server; blocks until stopped.
 
     Options are `Config`'s fields: `serve(app, host="0.0.0.0", port=8080, mode="wsgi")`.
+    Returns the exit status (see `run_config`).
     """
-    run_config(Config(app=app, **options))
+    return run_config(Config(app=app, **options))
 
 
-def run_config(config: Config) -> None:
-    """Serve what `config` describes, in this process or in `config.workers` worker processes."""
+def run_config(config: Config) -> int:
+    """Serve what `config` describes, in this process or in `config.workers` worker processes.
+
+    Returns the exit status: 0 after a graceful stop, 1 when the workers could not start.
+    """
     configure_logging(config)
     if config.workers > 1:
         from .supervisor import Supervisor
 
-        Supervisor(config).run()
-    else:
-        Server(config).run()
+        return Supervisor(config).run()
+    Server(config).run()
+    return 0

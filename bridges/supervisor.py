@@ -21,6 +21,8 @@ __all__ = ["Supervisor"]
 
 logger = logging.getLogger("bridges.server")
 
+STARTUP_FAILED = 3  # A worker's exit status when the app could not start.
+
 
 class Supervisor:
     """Run `config.workers` worker processes of the built-in server."""
@@ -29,8 +31,10 @@ class Supervisor:
         self.config = config
         self.workers: dict[int, int] = {}  # pid -> worker number
         self.should_exit = False
+        self.exit_code = 0
 
-    def run(self) -> None:
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT (0) or until workers cannot start (1); return the exit status."""
         sockets = bind_sockets(self.config)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -48,6 +52,7 @@ class Supervisor:
                 sock.close()
             if self.config.uds and os.path.exists(self.config.uds):
                 os.unlink(self.config.uds)
+        return self.exit_code
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.should_exit = True
@@ -56,13 +61,18 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:  # The worker.
             code = 0
+            server = Server(self.config)
             try:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)
-                Server(self.config).run(sockets)
-            except BaseException:
-                logger.exception("worker %d failed", os.getpid())
-                code = 1
+                server.run(sockets)
+            except BaseException as exc:
+                started = server.started.is_set()
+                if started:
+                    logger.exception("worker %d failed", os.getpid())
+                else:
+                    logger.error("worker %d could not start: %s", os.getpid(), exc)
+                code = 1 if started else STARTUP_FAILED
             finally:
                 logging.shutdown()
                 os._exit(code)
@@ -82,6 +92,13 @@ class Supervisor:
             if number is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
+            if code == STARTUP_FAILED and not self.should_exit:
+                # The app cannot start (an import error, a failed lifespan startup): restarting
+                # would fail the same way, forever. Stop, as uvicorn does.
+                logger.error("worker %d (pid %d) could not start; stopping", number, pid)
+                self.should_exit = True
+                self.exit_code = 1
+                continue
             if respawn and not self.should_exit:
                 logger.info("worker %d (pid %d) exited with %d; restarting it", number, pid, code)
                 self._spawn(number, sockets)
