@@ -77,19 +77,19 @@ class ResponseRelay:
             raise ClientGone from None
 
 
-def redirected_scope(scope: Scope, location: bytes, *, keep_root_path: bool = True) -> Scope:
+def redirected_scope(scope: Scope, location: bytes) -> Scope:
     """The scope of the internal GET a local redirect (RFC 3875 section 6.2.2) asks for."""
+    from urllib.parse import unquote_to_bytes
+
     path, _, query = location.partition(b"?")
     redirected = dict(scope)
     redirected.update(
         method="GET",
-        path=path.decode("latin-1"),
+        path=unquote_to_bytes(path).decode("utf-8", "replace"),
         raw_path=path,
         query_string=query,
         headers=[(name, value) for name, value in scope["headers"] if name not in _BODY_HEADERS],
     )
-    if not keep_root_path:
-        redirected["root_path"] = ""
     return redirected
 
 

@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, RemoteProtocolError
 from ._gateway import MAX_LOCAL_REDIRECTS, ClientGone, ResponseRelay, redirected_scope, send_plain
-from ._types import Receive, Scope, Send
+from ._types import Message, Receive, Scope, Send
 from .asgi_to_wsgi import ASGIToWSGI
 from .cgi_response import CGIResponseError, CGIResponseParser
 from .translate import scope_to_cgi_variables, split_path
@@ -68,7 +68,8 @@ class CGIToASGI:
 
     Options: `timeout` seconds per request (the process group is killed after it);
     `max_processes` running at once and `max_queue` waiting (more get 503); `pass_environ`
-    names of this process's environment variables the script may see (PATH always);
+    names of this process's environment variables the script may see (PATH always); a body sent
+    without a length (chunked) is spooled, up to `max_spool_bytes` (then 413), to declare one;
     `pass_authorization` gives scripts HTTP_AUTHORIZATION; `refuse_function_headers` refuses
     header values starting with "() {" (Shellshock, CVE-2014-6271); `extra_env` is added as is.
     """
@@ -85,6 +86,7 @@ class CGIToASGI:
         refuse_function_headers: bool = True,
         extra_env: Mapping[str, str] | None = None,
         kill_grace: float = 2.0,
+        max_spool_bytes: int = 1024**3,
     ) -> None:
         full = os.path.abspath(path)
         if not os.path.exists(full):
@@ -101,6 +103,7 @@ class CGIToASGI:
         self.refuse_function_headers = refuse_function_headers
         self.extra_env = dict(extra_env or {})
         self.kill_grace = kill_grace
+        self.max_spool_bytes = max_spool_bytes
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
         self.running: set[asyncio.subprocess.Process] = set()
@@ -130,8 +133,8 @@ class CGIToASGI:
                 script_name = root_path + "/" + "/".join(segments[: index + 1])
                 rest = segments[index + 1 :]
                 path_info = ("/" + "/".join(rest)) if rest else ""
-                if path.endswith("/") and rest:
-                    path_info += "/"
+                if path.endswith("/"):
+                    path_info += "/"  # RFC 3875 4.1.5: "/env.pl/" has PATH_INFO "/".
                 return _Script(real, script_name, path_info)
             if not stat.S_ISDIR(info.st_mode):
                 raise ScriptRefused(403, "not a regular file")
@@ -148,9 +151,10 @@ class CGIToASGI:
             extra={"SCRIPT_FILENAME": script.filename, "REDIRECT_STATUS": "200", **self.extra_env},
         )
         if self.refuse_function_headers:
+            # Any variable the client controls (headers, CONTENT_TYPE, the query, the path...).
             for name, value in variables.items():
-                if name.startswith("HTTP_") and value.lstrip().startswith("() {"):
-                    raise ScriptRefused(400, f"header {name} looks like a shell function definition")
+                if value.lstrip().startswith("() {"):
+                    raise ScriptRefused(400, f"{name} looks like a shell function definition")
         variables["PATH"] = os.environ.get("PATH", _DEFAULT_PATH)
         for name in self.pass_environ:
             if name in os.environ:
@@ -184,19 +188,37 @@ class CGIToASGI:
             _kill_group(process)
 
     async def _http(self, scope: Scope, receive: Receive | None, send: Send) -> None:
-        for _ in range(MAX_LOCAL_REDIRECTS + 1):
+        body: _SpooledBody | None = None
+        for redirects in range(MAX_LOCAL_REDIRECTS + 1):
             try:
+                if redirects and not _under(scope["path"], scope.get("root_path", "")):
+                    raise ScriptRefused(404, "a local redirect outside the mount point")
                 script = self.resolve(scope)
                 env = self.environment(scope, script)
+                if receive is not None and "CONTENT_LENGTH" not in env and _has_body(scope):
+                    # RFC 3875 4.1.2: a script reads CONTENT_LENGTH bytes. A chunked upload has
+                    # no length: spool it first, then declare its length.
+                    body = await _SpooledBody.read(receive, self.max_spool_bytes)
+                    env["CONTENT_LENGTH"] = str(body.size)
+                    receive = body.receive
             except ScriptRefused as refusal:
                 logger.info("refused %s: %s", scope.get("path"), refusal)
                 await send_plain(send, refusal.status)
                 return
-            location = await self._run_limited(script, env, receive, send)
+            except RemoteProtocolError as exc:  # Headers no environment can hold (431, 400).
+                logger.info("refused %s: %s", scope.get("path"), exc)
+                await send_plain(send, exc.status_code)
+                return
+            try:
+                location = await self._run_limited(script, env, receive, send)
+            finally:
+                if body is not None:
+                    body.close()
+                    body = None
             if location is None:
                 return
             # RFC 3875 section 6.2.2: serve the new location internally, as a GET without a body.
-            scope = redirected_scope(scope, location, keep_root_path=False)
+            scope = redirected_scope(scope, location)
             receive = None
         logger.error("more than %d local redirects from %s", MAX_LOCAL_REDIRECTS, scope.get("path"))
         await send_plain(send, 502)
@@ -294,16 +316,65 @@ class CGIToASGI:
             logger.info("CGI script %s exited with %s", filename, process.returncode)
 
 
+def _under(path: str, root_path: str) -> bool:
+    root = root_path.rstrip("/")
+    return not root or path == root or path.startswith(root + "/")
+
+
+def _has_body(scope: Scope) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
+
+
+class _SpooledBody:
+    """A request body of unknown length, read whole (memory, then a temporary file) to count it."""
+
+    def __init__(self, receive: Receive) -> None:
+        import tempfile
+
+        self.file = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
+        self.size = 0
+        self.done = False
+        self.client_receive = receive  # After the spool: what the client does next (disconnect).
+
+    @classmethod
+    async def read(cls, receive: Receive, limit: int) -> _SpooledBody:
+        body = cls(receive)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body.close()
+                raise ScriptRefused(400, "the client went away during the upload")
+            chunk = message.get("body", b"")
+            body.size += len(chunk)
+            if body.size > limit:
+                body.close()
+                raise ScriptRefused(413, "the request body is larger than the spool limit")
+            body.file.write(chunk)
+            if not message.get("more_body", False):
+                body.file.seek(0)
+                return body
+
+    async def receive(self) -> Message:
+        if self.done:
+            return await self.client_receive()
+        chunk = self.file.read(_READ_SIZE)
+        self.done = not chunk
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunk)}
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def _kill_group(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
+    """Kill the script's whole process group, even when the script itself already exited."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        try:
-            process.kill()
-        except ProcessLookupError:
-            pass
+        if process.returncode is None:
+            try:
+                process.kill()
+            except ProcessLookupError:
+                pass
 
 
 async def _feed_stdin(
@@ -339,13 +410,22 @@ async def _feed_stdin(
 
 
 async def _log_stderr(process: asyncio.subprocess.Process, filename: str) -> None:
+    """Log the script's stderr line by line; read in chunks, so no line length can stall it."""
     assert process.stderr is not None
     name = os.path.basename(filename)
+    pending = b""
     while True:
-        line = await process.stderr.readline()
-        if not line:
+        chunk = await process.stderr.read(_READ_SIZE)
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop() if chunk else b""
+        if len(pending) > _READ_SIZE:  # A very long line: log it in pieces.
+            lines.append(pending)
+            pending = b""
+        for line in lines:
+            if line:
+                logger.warning("%s: %s", name, line.decode("utf-8", "replace").rstrip())
+        if not chunk:
             return
-        logger.warning("%s: %s", name, line.decode("utf-8", "replace").rstrip())
 
 
 class CGIToWSGI(ASGIToWSGI):

@@ -421,13 +421,17 @@ def gateway_variables_to_scope(variables: Mapping[str, str], *, root_path: str |
     Applies the fix-ups real servers need:
     - the path comes from `REQUEST_URI` when present (the only variable that is never rewritten);
       `root_path` is then `--root-path` if given, else SCRIPT_NAME when SCRIPT_NAME + PATH_INFO
-      spell the path (Apache, lighttpd), else "" (nginx's default SCRIPT_NAME is the whole URI);
+      spell the path (lighttpd, CGI hosts), else "" (nginx's default SCRIPT_NAME is the whole
+      URI; Apache's mod_proxy_fcgi splits by its DocumentRoot, which is no mount point);
+    - an empty SERVER_NAME (nginx without `server_name`) falls back to SERVER_ADDR;
     - `HTTP_TRANSFER_ENCODING` is dropped: the gateway already removed the chunked framing;
     - an empty `CONTENT_LENGTH` (a streamed chunked upload) declares nothing, and the
       `HTTP_CONTENT_*` twins some servers add are ignored;
     - `HTTP_PROXY` is dropped (httpoxy); `HTTPS=on` or `REQUEST_SCHEME` give the scheme.
     """
     cleaned = {key: value for key, value in variables.items() if key not in _GATEWAY_ONLY}
+    if not cleaned.get("SERVER_NAME") and cleaned.get("SERVER_ADDR"):
+        cleaned["SERVER_NAME"] = cleaned["SERVER_ADDR"]  # nginx without a server_name.
     scope = environ_to_scope(cleaned)
     request_uri = variables.get("REQUEST_URI", "")
     if not request_uri.startswith("/"):
@@ -447,6 +451,9 @@ def gateway_variables_to_scope(variables: Mapping[str, str], *, root_path: str |
         return scope
     script_name = from_wsgi_string(variables.get("SCRIPT_NAME", ""))
     path_info = from_wsgi_string(variables.get("PATH_INFO", ""))
-    mounted = script_name and path_info and path == script_name.rstrip("/") + path_info
+    # Apache's mod_proxy_fcgi (SCRIPT_FILENAME "proxy:fcgi://...") splits the path by walking
+    # its DocumentRoot on disk: that split says nothing about where the app is mounted.
+    proxied = variables.get("SCRIPT_FILENAME", "").startswith("proxy:")
+    mounted = not proxied and script_name and path_info and path == script_name.rstrip("/") + path_info
     scope["root_path"] = script_name.rstrip("/") if mounted else ""
     return scope
