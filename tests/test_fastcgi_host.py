@@ -316,3 +316,37 @@ def test_wsgi_app_over_fastcgi_with_root_path() -> None:
         head, body, _ = client.request(1, nginx_params("/mount/page"))
         assert (head.status, body) == (200, b"/mount|/page")
         client.close()
+
+
+def test_shutdown_closes_idle_keep_alive_connections_promptly() -> None:
+    """flup hangs on SIGTERM while a web server keeps a connection open; we close it and stop."""
+    import time
+
+    with running_server(probe, protocol="fastcgi", lifespan="off", timeout_graceful_shutdown=30) as server:
+        client = Client(port_of(server))
+        client.request(1, nginx_params("/before-shutdown"))
+        start = time.monotonic()
+        server.request_exit()
+        assert client.is_closed_by_peer(), "the idle keep-alive connection must be closed"
+        closed_after = time.monotonic() - start
+        client.close()
+    assert closed_after < 2.0, f"took {closed_after:.1f}s (the graceful timeout is 30s)"
+
+
+def test_shutdown_lets_a_request_in_progress_finish() -> None:
+    release = threading.Event()
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 10)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"finished"})
+
+    with running_server(slow, protocol="fastcgi", lifespan="off") as server:
+        client = Client(port_of(server))
+        client.send(BeginRequest(1, Role.RESPONDER, True), Params(1, nginx_params("/")), Stdin(1, end=True))
+        server.request_exit()
+        release.set()
+        events = client.events_until(lambda e: isinstance(e, EndRequest))
+        assert parse_cgi(b"".join(e.data for e in events if isinstance(e, Stdout)))[1] == b"finished"
+        assert client.is_closed_by_peer()
+        client.close()
