@@ -23,9 +23,28 @@ if TYPE_CHECKING:
 
 __all__ = ["cgi_main", "host_variables", "run_cgi"]
 
-_STATUS_PHRASES = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently", 302: "Found",
-                   304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-                   405: "Method Not Allowed", 500: "Internal Server Error"}  # fmt: skip
+# RFC 9110 section 15 and the IANA registry; a dict here, as http.HTTPStatus costs start-up time.
+_STATUS_PHRASES = {
+    100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints",
+    200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
+    204: "No Content", 205: "Reset Content", 206: "Partial Content", 207: "Multi-Status",
+    208: "Already Reported", 226: "IM Used",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Found", 303: "See Other",
+    304: "Not Modified", 305: "Use Proxy", 307: "Temporary Redirect", 308: "Permanent Redirect",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 409: "Conflict", 410: "Gone",
+    411: "Length Required", 412: "Precondition Failed", 413: "Content Too Large",
+    414: "URI Too Long", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
+    417: "Expectation Failed", 418: "I'm a teapot", 421: "Misdirected Request",
+    422: "Unprocessable Content", 423: "Locked", 424: "Failed Dependency", 425: "Too Early",
+    426: "Upgrade Required", 428: "Precondition Required", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 451: "Unavailable For Legal Reasons",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+    506: "Variant Also Negotiates", 507: "Insufficient Storage", 508: "Loop Detected",
+    510: "Not Extended", 511: "Network Authentication Required",
+}  # fmt: skip
 _ERROR_BODY = b"Internal Server Error\n"
 
 
@@ -150,6 +169,10 @@ def run_cgi(
     `mode` is "auto" (tell ASGI from WSGI), "asgi" or "wsgi"; `lifespan` ("auto", "on", "off")
     applies to ASGI apps, whose startup and shutdown run around the request.
     """
+    if environ is None:
+        # httpoxy: a `Proxy:` request header arrives as HTTP_PROXY in our real environment,
+        # where child processes and HTTP clients would take it for a proxy setting.
+        os.environ.pop("HTTP_PROXY", None)
     variables = host_variables(environ)
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else sys.stdout.buffer
@@ -241,7 +264,7 @@ def _report(exc: BaseException) -> None:
 def _run_asgi(app: Any, variables: dict[str, str], stdin: BinaryIO, output: _Output, lifespan: str) -> int:
     import asyncio
 
-    scope = gateway_variables_to_scope(variables)
+    scope = gateway_variables_to_scope(variables, script_is_mount=True)
     body = _Input(stdin, _content_length(variables))
     declared = _content_length(variables) is not None
     state: dict[str, Any] = {"complete": False, "status": 200, "failed": False}
@@ -262,7 +285,7 @@ def _run_asgi(app: Any, variables: dict[str, str], stdin: BinaryIO, output: _Out
         if kind == "http.response.start":
             status = int(message["status"])
             headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in message.get("headers", ())]
-            output.set_head(f"{status} {_STATUS_PHRASES.get(status, 'Status')}", headers)
+            output.set_head(f"{status} {_STATUS_PHRASES.get(status, 'Unknown')}", headers)
         elif kind == "http.response.body":
             output.write(message.get("body", b""))
             if not message.get("more_body", False):

@@ -415,7 +415,9 @@ def cgi_variables_to_environ(variables: Mapping[str, str]) -> Environ:
 _GATEWAY_ONLY = frozenset({"HTTP_TRANSFER_ENCODING", "HTTP_PROXY"})
 
 
-def gateway_variables_to_scope(variables: Mapping[str, str], *, root_path: str | None = None) -> Scope:
+def gateway_variables_to_scope(
+    variables: Mapping[str, str], *, root_path: str | None = None, script_is_mount: bool = False
+) -> Scope:
     """Return the ASGI scope for CGI meta-variables from a real gateway (FastCGI params, a CGI host).
 
     Applies the fix-ups real servers need:
@@ -424,6 +426,8 @@ def gateway_variables_to_scope(variables: Mapping[str, str], *, root_path: str |
       spell the path (lighttpd, CGI hosts), else "" (nginx's default SCRIPT_NAME is the whole
       URI; Apache's mod_proxy_fcgi splits by its DocumentRoot, which is no mount point);
     - an empty SERVER_NAME (nginx without `server_name`) falls back to SERVER_ADDR;
+    - `script_is_mount` (a CGI host, which resolved the script itself): SCRIPT_NAME is the
+      `root_path` and SCRIPT_NAME + PATH_INFO the `path`, whatever REQUEST_URI spells;
     - `HTTP_TRANSFER_ENCODING` is dropped: the gateway already removed the chunked framing;
     - an empty `CONTENT_LENGTH` (a streamed chunked upload) declares nothing, and the
       `HTTP_CONTENT_*` twins some servers add are ignored;
@@ -433,6 +437,10 @@ def gateway_variables_to_scope(variables: Mapping[str, str], *, root_path: str |
     if not cleaned.get("SERVER_NAME") and cleaned.get("SERVER_ADDR"):
         cleaned["SERVER_NAME"] = cleaned["SERVER_ADDR"]  # nginx without a server_name.
     scope = environ_to_scope(cleaned)
+    if script_is_mount and root_path is None:
+        # A CGI host ran this very script: SCRIPT_NAME is where the app is, and SCRIPT_NAME +
+        # PATH_INFO is the path as the host resolved it ("//", "./" and "../" already gone).
+        return scope
     request_uri = variables.get("REQUEST_URI", "")
     if not request_uri.startswith("/"):
         if root_path is not None:
