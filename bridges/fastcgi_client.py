@@ -209,10 +209,14 @@ class FastCGIToASGI:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                while self._idle:
-                    self._idle.pop().close()
+                self.close_idle()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def close_idle(self) -> None:
+        """Close the kept connections (each holds a php-fpm worker while it is open)."""
+        while self._idle:
+            self._idle.pop().close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = _RequestBody(receive)
