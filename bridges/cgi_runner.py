@@ -228,15 +228,23 @@ class CGIToASGI:
     ) -> bytes | None:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_processes)
-        if self._slots.locked() and self._waiting >= self.max_queue:
+        if not self._slots.locked():
+            await self._slots.acquire()  # Free: taken at once, without yielding.
+        elif self._waiting >= self.max_queue:
             logger.warning("too many CGI requests waiting; answering 503")
             await send_plain(send, 503)
             return None
-        self._waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
+        else:
+            self._waiting += 1
+            try:
+                # Waiting counts against the request's time: the queue never holds one forever.
+                await asyncio.wait_for(self._slots.acquire(), self.timeout)
+            except asyncio.TimeoutError:
+                logger.warning("no CGI process free within %ss; answering 503", self.timeout)
+                await send_plain(send, 503)
+                return None
+            finally:
+                self._waiting -= 1
         try:
             return await self._run(script, env, receive, send)
         finally:

@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cgi.add_argument("--cgi-max-processes", type=_positive_int, default=16, help="scripts running at once")
     cgi.add_argument(
+        "--cgi-max-queue",
+        type=int,
+        default=64,
+        help="requests that may wait for a free process; more get 503 at once",
+    )
+    cgi.add_argument(
         "--cgi-pass-env",
         action="append",
         default=[],
@@ -252,6 +258,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "read_timeout",
             "cgi_timeout",
             "cgi_max_processes",
+            "cgi_max_queue",
             "cgi_pass_env",
             "cgi_pass_authorization",
         )

@@ -52,6 +52,7 @@ class Config:
     # --mode cgi: the target is a CGI script or a cgi-bin directory.
     cgi_timeout: float = 30.0
     cgi_max_processes: int = 16
+    cgi_max_queue: int = 64
     cgi_pass_env: list[str] = field(default_factory=list)
     cgi_pass_authorization: bool = False
     # Where to listen.
@@ -162,6 +163,7 @@ class Config:
                 self.app,
                 timeout=self.cgi_timeout,
                 max_processes=self.cgi_max_processes,
+                max_queue=self.cgi_max_queue,
                 pass_environ=self.cgi_pass_env,
                 pass_authorization=self.cgi_pass_authorization,
             )
