@@ -184,7 +184,8 @@ class FastCGIRequest:
         self.role = role
         self.scope: Scope = {}
         self.body = bytearray()
-        self.more_body = True
+        # FastCGI section 6.3: an authorizer gets no body (Apache sends no STDIN at all).
+        self.more_body = role != Role.AUTHORIZER
         self.body_delivered = False
         self.waiter: Any = None
         self.disconnected = False

@@ -388,7 +388,10 @@ class _Exchange:
         for name, value in headers:
             if not _HEADER_NAME.fullmatch(name) or _BAD_VALUE_CHARS.search(value):
                 raise LocalProtocolError(f"invalid response header {name!r}: {value!r}")
-            name = name.lower()  # ASGI wants lower-case names; RFC 9110 5.5 trims values.
+            # ASGI wants lower-case names; RFC 9110 5.5 trims values. Except a FastCGI
+            # authorizer's `Variable-NAME`: NAME becomes an environment variable, case and all.
+            if name[:9].lower() != "variable-":
+                name = name.lower()
             value = value.strip(" \t")
             if name == "content-length":
                 remaining = int(value) if value.isdigit() else None
