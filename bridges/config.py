@@ -33,7 +33,14 @@ LOG_LEVELS = {
 
 @dataclass
 class Config:
-    """Server options. `app` is an import string (`module:attr`, `file.py:attr`) or the app itself."""
+    """Server options. `app` is an import string (`module:attr`, `file.py:attr`) or the app itself.
+
+    Every other field is the `bridge serve` option of the same name, with `_` for `-`
+    (`limit_max_requests` is `--limit-max-requests`) and the same default. The repeatable options
+    are collections: `fastcgi_params` a dict (`--fastcgi-param NAME=VALUE`), `cgi_pass_env` a
+    list of names (`--cgi-pass-env`), `headers` a list of `(name, value)` (`--header`). Invalid
+    values raise `ConfigurationError` when the `Config` is made.
+    """
 
     app: Any
     factory: bool = False

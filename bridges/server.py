@@ -186,51 +186,57 @@ class Server:
         self._exit = asyncio.Event()
         app, interface = config.load()
         state = self.state = ServerState(config, loop)
-        # Bind before the app starts up: a port in use must not leave a started-up app behind.
-        own_sockets = sockets is None
-        self.sockets = bind_sockets(config) if sockets is None else sockets
-        lifespan = None
-        if config.lifespan != "off" and interface != "wsgi":
-            lifespan = Lifespan(app, config.lifespan)
-            lifespan.state = state.app_state
-            try:
-                await lifespan.startup()
-            except BaseException:
-                if own_sockets:
-                    for sock in self.sockets:
-                        sock.close()
-                raise
-        if config.protocol == "fastcgi":
-            from .fastcgi_host import FastCGIProtocol
-
-            protocol_class: Any = FastCGIProtocol
-        else:
-            protocol_class = HTTPProtocol
-        servers = [
-            await loop.create_server(lambda: protocol_class(state, app), sock=sock, backlog=config.backlog)
-            for sock in self.sockets
-        ]
+        # Signals first: a SIGTERM during a slow startup must stop the server cleanly (lifespan
+        # shutdown included), not kill it by the default action.
         self._install_signal_handlers(loop)
-        parser = state.http_parser
-        loop_name = type(loop).__module__.split(".")[0]
-        for sock in self.sockets:
-            logger.info(
-                "serving %s app %s on %s (%s, %s)",
-                {"wsgi": "WSGI", "fastcgi": "FastCGI responder as an", "cgi": "CGI programs as an"}.get(
-                    interface, "ASGI"
-                ),
-                config.app if isinstance(config.app, str) else _name_of(config.app),
-                _describe(sock, config.protocol),
-                "FastCGI" if config.protocol == "fastcgi" else parser,
-                loop_name,
-            )
-        self.started.set()
         try:
-            await self._wait_for_exit(state)
+            # Bind before the app starts up: a port in use must not leave a started-up app behind.
+            own_sockets = sockets is None
+            self.sockets = bind_sockets(config) if sockets is None else sockets
+            lifespan = None
+            if config.lifespan != "off" and interface != "wsgi":
+                lifespan = Lifespan(app, config.lifespan)
+                lifespan.state = state.app_state
+                try:
+                    await lifespan.startup()
+                except BaseException:
+                    if own_sockets:
+                        for sock in self.sockets:
+                            sock.close()
+                    raise
+            if config.protocol == "fastcgi":
+                from .fastcgi_host import FastCGIProtocol
+
+                protocol_class: Any = FastCGIProtocol
+            else:
+                protocol_class = HTTPProtocol
+            servers = [
+                await loop.create_server(
+                    lambda: protocol_class(state, app), sock=sock, backlog=config.backlog
+                )
+                for sock in self.sockets
+            ]
+            parser = state.http_parser
+            loop_name = type(loop).__module__.split(".")[0]
+            for sock in self.sockets:
+                logger.info(
+                    "serving %s app %s on %s (%s, %s)",
+                    {"wsgi": "WSGI", "fastcgi": "FastCGI responder as an", "cgi": "CGI programs as an"}.get(
+                        interface, "ASGI"
+                    ),
+                    config.app if isinstance(config.app, str) else _name_of(config.app),
+                    _describe(sock, config.protocol),
+                    "FastCGI" if config.protocol == "fastcgi" else parser,
+                    loop_name,
+                )
+            self.started.set()
+            try:
+                await self._wait_for_exit(state)
+            finally:
+                await self._shutdown(servers, state)
+                if lifespan is not None:
+                    await lifespan.shutdown()
         finally:
-            await self._shutdown(servers, state)
-            if lifespan is not None:
-                await lifespan.shutdown()
             self._remove_signal_handlers(loop)
 
     async def _wait_for_exit(self, state: ServerState) -> None:
@@ -307,7 +313,8 @@ def serve(app: ASGIApp | str, **options: Any) -> int:
     """Serve `app` (an app or an import string) with the built-in server; blocks until stopped.
 
     Options are `Config`'s fields: `serve(app, host="0.0.0.0", port=8080, mode="wsgi")`.
-    Returns the exit status (see `run_config`).
+    Returns the exit status: 0 after a graceful stop, 1 when the worker processes (`workers` > 1)
+    could not start. An option no server could run with raises `ConfigurationError`.
     """
     return run_config(Config(app=app, **options))
 
