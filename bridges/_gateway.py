@@ -3,22 +3,34 @@
 `ResponseRelay` turns the backend's output (a CGI response, RFC 3875 section 6) into ASGI
 response messages as it arrives, and hands back a local redirect's location instead of sending
 it. `redirected_scope` builds the scope of the internal request a local redirect asks for.
-`send_plain` answers a gateway error (502, 503, 504...) with a short text body.
+`send_plain` answers a gateway error (502, 503, 504...) with a short text body. `SpooledBody`
+reads a body of undeclared length (chunked) whole, so its length can be declared: CGI scripts
+and FastCGI responders read exactly CONTENT_LENGTH bytes (RFC 3875 section 4.1.2).
 """
 
 from __future__ import annotations
 
-from ._types import Message, Scope, Send
+from ._types import Message, Receive, Scope, Send
 from .cgi_response import NEED_DATA, BodyData, CGIResponseParser, EndOfResponse, ResponseHead
 
-__all__ = ["ClientGone", "ResponseRelay", "redirected_scope", "send_plain"]
+__all__ = [
+    "BodyTooLarge",
+    "ClientGone",
+    "ResponseRelay",
+    "SpooledBody",
+    "has_undeclared_body",
+    "redirected_scope",
+    "send_plain",
+]
 
 MAX_LOCAL_REDIRECTS = 5
+_READ_SIZE = 64 * 1024
 _BODY_HEADERS = (b"content-length", b"content-type", b"transfer-encoding")
 _REASONS = {
     400: b"Bad Request\n",
     403: b"Forbidden\n",
     404: b"Not Found\n",
+    413: b"Content Too Large\n",
     502: b"Bad Gateway\n",
     503: b"Service Unavailable\n",
     504: b"Gateway Timeout\n",
@@ -75,6 +87,62 @@ class ResponseRelay:
         except OSError:
             self.client_gone = True
             raise ClientGone from None
+
+
+class SpooledBody:
+    """A request body of unknown length, read whole (memory, then a temporary file) to count it."""
+
+    def __init__(self, receive: Receive) -> None:
+        import tempfile
+
+        self.file = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
+        self.size = 0
+        self.done = False
+        self.client_receive = receive  # After the spool: what the client does next (disconnect).
+
+    @classmethod
+    async def read(cls, receive: Receive, limit: int) -> SpooledBody:
+        body = cls(receive)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body.close()
+                raise ClientGone
+            chunk = message.get("body", b"")
+            body.size += len(chunk)
+            if body.size > limit:
+                body.close()
+                raise BodyTooLarge
+            body.file.write(chunk)
+            if not message.get("more_body", False):
+                body.file.seek(0)
+                return body
+
+    async def receive(self) -> Message:
+        if self.done:
+            return await self.client_receive()
+        chunk = self.file.read(_READ_SIZE)
+        self.done = not chunk
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunk)}
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class BodyTooLarge(Exception):
+    """A body without a declared length was larger than the spool may hold (answer 413)."""
+
+
+def has_undeclared_body(scope: Scope) -> bool:
+    """A request whose body has no declared length (chunked): it must be spooled to be counted."""
+    has_length = False
+    chunked = False
+    for name, _ in scope["headers"]:
+        if name == b"content-length":
+            has_length = True
+        elif name == b"transfer-encoding":
+            chunked = True
+    return chunked and not has_length
 
 
 def redirected_scope(scope: Scope, location: bytes) -> Scope:

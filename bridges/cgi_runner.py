@@ -22,8 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._exceptions import ConfigurationError, RemoteProtocolError
-from ._gateway import MAX_LOCAL_REDIRECTS, ClientGone, ResponseRelay, redirected_scope, send_plain
-from ._types import Message, Receive, Scope, Send
+from ._gateway import (
+    MAX_LOCAL_REDIRECTS,
+    BodyTooLarge,
+    ClientGone,
+    ResponseRelay,
+    SpooledBody,
+    has_undeclared_body,
+    redirected_scope,
+    send_plain,
+)
+from ._types import Receive, Scope, Send
 from .asgi_to_wsgi import ASGIToWSGI
 from .cgi_response import CGIResponseError, CGIResponseParser
 from .translate import scope_to_cgi_variables, split_path
@@ -161,6 +170,16 @@ class CGIToASGI:
                 variables[name] = os.environ[name]
         return variables
 
+    def environment_bytes(self, variables: dict[str, str]) -> dict[bytes, bytes]:
+        """The environment as the bytes the script receives: CGI values are WSGI strings
+        (latin-1 for bytes), the server's own pass-through variables are taken as they are."""
+        env = {name.encode("latin-1"): value.encode("latin-1") for name, value in variables.items()}
+        own = getattr(os, "environb", None)
+        for name in ("PATH", *self.pass_environ):
+            if own is not None and name.encode() in own:
+                env[name.encode()] = own[name.encode()]
+        return env
+
     # ---- the ASGI app --------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,19 +207,24 @@ class CGIToASGI:
             _kill_group(process)
 
     async def _http(self, scope: Scope, receive: Receive | None, send: Send) -> None:
-        body: _SpooledBody | None = None
+        body: SpooledBody | None = None
         for redirects in range(MAX_LOCAL_REDIRECTS + 1):
             try:
                 if redirects and not _under(scope["path"], scope.get("root_path", "")):
                     raise ScriptRefused(404, "a local redirect outside the mount point")
                 script = self.resolve(scope)
                 env = self.environment(scope, script)
-                if receive is not None and "CONTENT_LENGTH" not in env and _has_body(scope):
+                if receive is not None and "CONTENT_LENGTH" not in env and has_undeclared_body(scope):
                     # RFC 3875 4.1.2: a script reads CONTENT_LENGTH bytes. A chunked upload has
                     # no length: spool it first, then declare its length.
-                    body = await _SpooledBody.read(receive, self.max_spool_bytes)
+                    body = await SpooledBody.read(receive, self.max_spool_bytes)
                     env["CONTENT_LENGTH"] = str(body.size)
                     receive = body.receive
+            except ClientGone:
+                return
+            except BodyTooLarge:
+                await send_plain(send, 413)
+                return
             except ScriptRefused as refusal:
                 logger.info("refused %s: %s", scope.get("path"), refusal)
                 await send_plain(send, refusal.status)
@@ -257,7 +281,7 @@ class CGIToASGI:
             process = await asyncio.create_subprocess_exec(
                 script.filename,
                 cwd=os.path.dirname(script.filename),
-                env=env,
+                env=self.environment_bytes(env),  # Bytes: the values are byte strings (POSIX).
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -327,50 +351,6 @@ class CGIToASGI:
 def _under(path: str, root_path: str) -> bool:
     root = root_path.rstrip("/")
     return not root or path == root or path.startswith(root + "/")
-
-
-def _has_body(scope: Scope) -> bool:
-    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
-
-
-class _SpooledBody:
-    """A request body of unknown length, read whole (memory, then a temporary file) to count it."""
-
-    def __init__(self, receive: Receive) -> None:
-        import tempfile
-
-        self.file = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
-        self.size = 0
-        self.done = False
-        self.client_receive = receive  # After the spool: what the client does next (disconnect).
-
-    @classmethod
-    async def read(cls, receive: Receive, limit: int) -> _SpooledBody:
-        body = cls(receive)
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                body.close()
-                raise ScriptRefused(400, "the client went away during the upload")
-            chunk = message.get("body", b"")
-            body.size += len(chunk)
-            if body.size > limit:
-                body.close()
-                raise ScriptRefused(413, "the request body is larger than the spool limit")
-            body.file.write(chunk)
-            if not message.get("more_body", False):
-                body.file.seek(0)
-                return body
-
-    async def receive(self) -> Message:
-        if self.done:
-            return await self.client_receive()
-        chunk = self.file.read(_READ_SIZE)
-        self.done = not chunk
-        return {"type": "http.request", "body": chunk, "more_body": bool(chunk)}
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

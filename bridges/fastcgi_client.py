@@ -19,7 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._exceptions import ConfigurationError, RemoteProtocolError
-from ._gateway import MAX_LOCAL_REDIRECTS, ClientGone, ResponseRelay, redirected_scope, send_plain
+from ._gateway import (
+    MAX_LOCAL_REDIRECTS,
+    BodyTooLarge,
+    ClientGone,
+    ResponseRelay,
+    SpooledBody,
+    has_undeclared_body,
+    redirected_scope,
+    send_plain,
+)
 from ._types import Receive, Scope, Send
 from .fastcgi_protocol import (
     CONNECTION_CLOSED,
@@ -98,7 +107,8 @@ class FastCGIToASGI:
     document_root + script path); `index` is appended to paths ending in "/";
     `script_pattern` splits the path into SCRIPT_NAME and PATH_INFO like nginx's
     `fastcgi_split_path_info` (default `^(.+?\\.php)(/.*)?$`, applied when it matches);
-    `params` are extra variables (they win); timeouts are in seconds.
+    `params` are extra variables (they win); timeouts are in seconds. A body sent without a
+    length (chunked) is spooled, up to `max_spool_bytes` (then 413), to declare its length.
 
     At most `max_connections` requests talk to the responder at once (the rest wait). With
     `keep_conn` (FCGI_KEEP_CONN) connections are kept and reused; php-fpm then ties a worker to
@@ -119,6 +129,7 @@ class FastCGIToASGI:
         max_connections: int = 16,
         keep_conn: bool = False,
         pass_authorization: bool = True,
+        max_spool_bytes: int = 1024**3,
     ) -> None:
         self.address = parse_address(address)
         self.document_root = os.path.abspath(document_root) if document_root else None
@@ -133,6 +144,7 @@ class FastCGIToASGI:
         self.keep_conn = keep_conn
         self._slots: asyncio.Semaphore | None = None  # Made on first use, on the serving loop.
         self.pass_authorization = pass_authorization
+        self.max_spool_bytes = max_spool_bytes
         self._idle: deque[_Backend] = deque()
 
     # ---- variables -----------------------------------------------------------------------------
@@ -219,6 +231,30 @@ class FastCGIToASGI:
             self._idle.pop().close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        spooled: SpooledBody | None = None
+        if has_undeclared_body(scope):
+            # A responder reads exactly CONTENT_LENGTH bytes (php-fpm does): a chunked upload is
+            # spooled first so its length can be declared, as nginx does by default.
+            try:
+                spooled = await SpooledBody.read(receive, self.max_spool_bytes)
+            except ClientGone:
+                return
+            except BodyTooLarge:
+                await send_plain(send, 413)
+                return
+            scope = dict(scope)
+            scope["headers"] = [
+                *((n, v) for n, v in scope["headers"] if n != b"transfer-encoding"),
+                (b"content-length", str(spooled.size).encode()),
+            ]
+            receive = spooled.receive
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            if spooled is not None:
+                spooled.close()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = _RequestBody(receive)
         for _ in range(MAX_LOCAL_REDIRECTS + 1):
             try:

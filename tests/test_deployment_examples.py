@@ -509,7 +509,11 @@ def test_perl_local_redirect_is_served_inside_the_server(perl_site: tuple[str, P
                 "query from: redirect.pl\n"
                 "body bytes: 0\n"
             )
+    deadline = time.monotonic() + 5  # The access log line is written just after the response.
     log = server.output()
+    while '"POST /redirect.pl HTTP/1.1" 200' not in log and time.monotonic() < deadline:
+        time.sleep(0.05)
+        log = server.output()
     assert '"GET /redirect.pl HTTP/1.1" 200' in log and '"POST /redirect.pl HTTP/1.1" 200' in log
     assert "after-redirect" not in log  # One request each in the access log: the client's.
 
