@@ -32,6 +32,7 @@ logger = logging.getLogger("bridges.server")
 access_logger = logging.getLogger("bridges.access")
 
 HIGH_WATER = 64 * 1024
+_JOIN_LIMIT = 16 * 1024  # Smaller pieces are joined into one write; larger ones are not copied.
 _STATUS_LINES: dict[int, bytes] = {}
 _NO_BODY_STATUSES = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -345,6 +346,7 @@ class RequestCycle:
 
     __slots__ = (
         "body",
+        "body_buffered",
         "body_delivered",
         "body_done",
         "body_received",
@@ -381,7 +383,8 @@ class RequestCycle:
         self.keep_alive = head.keep_alive
         self.reject = 0
         # Request body.
-        self.body = bytearray()
+        self.body: list[bytes] = []  # Received, not yet read by the app; kept as chunks (no copies).
+        self.body_buffered = 0
         self.more_body = True
         self.body_waiter: asyncio.Future[None] | None = None
         self.waiting_for_continue = head.expect_continue and head.http_version == "1.1"
@@ -407,14 +410,16 @@ class RequestCycle:
     # ---- called by the protocol --------------------------------------------------------------
 
     def on_body(self, data: bytes) -> None:
-        self.body += data
+        self.body.append(data)
+        self.body_buffered += len(data)
         self.body_received += len(data)
         limit = self.protocol.limits.max_body_bytes
         if limit is not None and self.body_received > limit:
             self.body.clear()
+            self.body_buffered = 0
             self._too_large()
             return
-        if len(self.body) > HIGH_WATER:
+        if self.body_buffered > HIGH_WATER:
             self.protocol.pause_reading()
         self._wake_body()
 
@@ -498,8 +503,10 @@ class RequestCycle:
             return {"type": "http.disconnect"}
         if not self.more_body:
             self.body_delivered = True
-        body = bytes(self.body)
-        self.body.clear()
+        chunks = self.body
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.body_buffered = 0
         if self.more_body and self.protocol.reading_paused and self.protocol.cycle is self:
             self.protocol.resume_reading()
         return {"type": "http.request", "body": body, "more_body": self.more_body}
@@ -629,7 +636,12 @@ class RequestCycle:
     def _write(self, out: list[bytes]) -> None:
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if len(out) == 1:
+                transport.write(out[0])
+            elif any(len(piece) > _JOIN_LIMIT for piece in out):
+                transport.writelines(out)  # Large bodies: no copy into one bytes object.
+            else:
+                transport.write(b"".join(out))
 
     def _write_trailers(self, message: Message) -> None:
         """Write trailer fields after the last chunk (RFC 9112 section 7.1.2)."""
