@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .server import ServerState
 
-__all__ = ["StreamProtocol", "address_of", "start_eagerly"]
+__all__ = ["StreamProtocol", "address_of", "run_eagerly", "start_eagerly"]
 
 _EAGER = sys.version_info >= (3, 11)  # create_task(context=...) arrived in 3.11.
 
@@ -107,19 +107,30 @@ async def _continue(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
     await _Resume(coro, waiting_on)
 
 
+def run_eagerly(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+) -> asyncio.Task[None] | None:
+    """Run `coro` now until it first waits, then as a Task; None if it finished without waiting."""
+    if not _EAGER:
+        return loop.create_task(coro)
+    context = contextvars.copy_context()
+    try:
+        waiting_on = context.run(coro.send, None)
+    except StopIteration:
+        return None
+    return loop.create_task(_continue(coro, waiting_on), context=context)  # type: ignore[call-arg]
+
+
 def start_eagerly(state: ServerState, coro: Coroutine[Any, Any, None]) -> None:
     """Run `coro` now until it first waits; only then give it a Task (tracked in state.tasks)."""
-    if _EAGER and not state.running_eagerly:
-        context = contextvars.copy_context()
+    if state.running_eagerly:
+        task: asyncio.Task[None] | None = state.loop.create_task(coro)
+    else:
         state.running_eagerly = True  # No nesting: a pipelined request completed inline waits.
         try:
-            waiting_on = context.run(coro.send, None)
-        except StopIteration:
-            return
+            task = run_eagerly(state.loop, coro)
         finally:
             state.running_eagerly = False
-        task = state.loop.create_task(_continue(coro, waiting_on), context=context)  # type: ignore[call-arg]
-    else:
-        task = state.loop.create_task(coro)
-    state.tasks.add(task)
-    task.add_done_callback(state.tasks.discard)
+    if task is not None:
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)

@@ -21,6 +21,7 @@ from http import HTTPStatus
 from typing import Any, Literal
 
 from ._concurrency import LoopPortal
+from ._connection import run_eagerly
 from ._exceptions import ClientDisconnected, LifespanFailure, LocalProtocolError
 from ._types import ASGIApp, Environ, Message, Scope, StartResponse
 from .lifespan import Lifespan
@@ -40,11 +41,19 @@ _ERROR_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Lengt
 _START, _BODY, _NEED_BODY, _DONE = range(4)
 
 
+_STATUS_LINES: dict[int, str] = {}
+
+
 def _status_line(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"{status} Unknown"
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            line = f"{status} {HTTPStatus(status).phrase}"
+        except ValueError:
+            line = f"{status} Unknown"
+        if len(_STATUS_LINES) < 1000:
+            _STATUS_LINES[status] = line
+    return line
 
 
 class _Call:
@@ -182,7 +191,8 @@ class _Call:
     # ---- loop side ----------------------------------------------------------------------------
 
     def _begin(self) -> None:
-        self.task = self.loop.create_task(self._run())
+        # Eagerly: an app that answers without waiting needs no Task and no extra loop turn.
+        self.task = run_eagerly(self.loop, self._run())
 
     async def _run(self) -> None:
         try:
