@@ -48,7 +48,7 @@ class Worker(BaseWorker):  # type: ignore[misc]  # gunicorn ships no type hints.
     def run(self) -> None:
         config = self.config()
         configure_logging(config)
-        loop = new_event_loop(config.loop)
+        loop = new_event_loop(config.resolve_loop())
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._serve(config))

@@ -164,7 +164,7 @@ class Server:
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         """Serve until told to stop (blocking); uses uvloop when configured and installed."""
-        loop = new_event_loop(self.config.loop)
+        loop = new_event_loop(self.config.resolve_loop())
         try:
             loop.run_until_complete(self.serve(sockets))
         finally:

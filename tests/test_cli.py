@@ -225,3 +225,15 @@ def test_crashed_worker_is_replaced_and_max_requests_recycles(app_dir: Path) -> 
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "restarting it" in stderr
+
+
+def test_auto_loop_is_asyncio_for_cgi_mode(tmp_path: Path) -> None:
+    """uvloop forks the whole server for each CGI script; asyncio's loop uses vfork."""
+    from bridges.config import Config
+
+    script = tmp_path / "x.sh"
+    script.write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok'\n")
+    script.chmod(0o755)
+    assert Config(app=str(script), mode="cgi").resolve_loop() == "asyncio"
+    assert Config(app=str(script), mode="cgi", loop="uvloop").resolve_loop() == "uvloop"
+    assert Config(app="m:app").resolve_loop() == "auto"
