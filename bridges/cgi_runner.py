@@ -344,6 +344,11 @@ class CGIToASGI:
         except asyncio.TimeoutError:
             _kill_group(process)
             await process.wait()
+        # Close the pipes now, on this loop: a transport left to the garbage collector may be
+        # finalized after its loop has closed. (asyncio offers no public close for a Process.)
+        transport = getattr(process, "_transport", None)
+        if transport is not None:
+            transport.close()
         if process.returncode not in (0, None, -signal.SIGKILL):
             logger.info("CGI script %s exited with %s", filename, process.returncode)
 
