@@ -74,6 +74,7 @@ from _common import (
     markdown_table,
     median,
     package_version,
+    run_wrk,
     wait_quiet,
 )
 
@@ -500,53 +501,11 @@ wrk.headers["Content-Type"] = "application/octet-stream"
 # --- wrk -------------------------------------------------------------------------------------------
 
 
-@dataclass
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    errors: int  # socket errors + non-2xx/3xx responses
-    seconds: float
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
 def wrk_argv(port: int, connections: int, seconds: float, lua: Path | None) -> list[str]:
     argv = ["taskset", "-c", WRK_CPU, "wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     if lua is not None:
         argv += ["-s", str(lua)]
     return [*argv, f"http://127.0.0.1:{port}/"]
-
-
-def run_wrk(argv: list[str], seconds: float) -> WrkResult:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
-    out = proc.stdout
-    if proc.returncode != 0:
-        raise RuntimeError(f"wrk failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
-    total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"^\s*50%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
-    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
-    if not (total and rate and p50 and p99):
-        raise RuntimeError(f"cannot read wrk's output: {out[-300:]!r}")
-    errors = 0
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if sock:
-        errors += sum(int(g) for g in sock.groups())
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        errors += int(non2xx.group(1))
-    duration = float(total.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[total.group(3)]
-    return WrkResult(
-        rps=float(rate.group(1)),
-        p50_ms=float(p50.group(1)) * _UNITS[p50.group(2)],
-        p99_ms=float(p99.group(1)) * _UNITS[p99.group(2)],
-        requests=int(total.group(1)),
-        errors=errors,
-        seconds=duration,
-    )
 
 
 # --- Measuring -------------------------------------------------------------------------------------
