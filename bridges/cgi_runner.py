@@ -13,6 +13,7 @@ get a 503); every process is waited for, so none is left a zombie.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._child_process import ChildProcess
 from ._exceptions import ConfigurationError, RemoteProtocolError
 from ._gateway import (
     MAX_LOCAL_REDIRECTS,
@@ -115,7 +117,7 @@ class CGIToASGI:
         self.max_spool_bytes = max_spool_bytes
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
-        self.running: set[asyncio.subprocess.Process] = set()
+        self.running: set[ChildProcess] = set()
 
     # ---- resolving the script ------------------------------------------------------------------
 
@@ -204,7 +206,7 @@ class CGIToASGI:
     async def kill_all(self) -> None:
         """Kill every running script's process group (server shutdown)."""
         for process in list(self.running):
-            _kill_group(process)
+            process.kill_group()
 
     async def _http(self, scope: Scope, receive: Receive | None, send: Send) -> None:
         body: SpooledBody | None = None
@@ -278,15 +280,12 @@ class CGIToASGI:
         self, script: _Script, env: dict[str, str], receive: Receive | None, send: Send
     ) -> bytes | None:
         try:
-            process = await asyncio.create_subprocess_exec(
-                script.filename,
+            process = ChildProcess.spawn(
+                [script.filename],
                 cwd=os.path.dirname(script.filename),
                 env=self.environment_bytes(env),  # Bytes: the values are byte strings (POSIX).
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # Its own process group: a kill reaches its children too.
-            )
+                on_stderr_line=functools.partial(_log_stderr_line, os.path.basename(script.filename)),
+            )  # In its own process group: a kill reaches the script's children too.
         except OSError as exc:
             logger.error("cannot run CGI script %s: %s", script.filename, exc)
             await send_plain(send, 502)
@@ -295,18 +294,17 @@ class CGIToASGI:
         nph = os.path.basename(script.filename).startswith("nph-")
         relay = ResponseRelay(send, CGIResponseParser(nph=nph))
         feeder = asyncio.ensure_future(_feed_stdin(process, receive, relay))
-        errors = asyncio.ensure_future(_log_stderr(process, script.filename))
         outcome: bytes | None = None
         try:
             outcome = await asyncio.wait_for(self._relay_stdout(process, relay), self.timeout)
         except asyncio.TimeoutError:
             logger.error("CGI script %s ran over %ss; killed", script.filename, self.timeout)
-            _kill_group(process)
+            process.kill_group()
             if relay.started:  # Cut the response: the server closes the connection.
                 raise CGIResponseError(f"CGI script timed out after {self.timeout}s mid-response") from None
             await send_plain(send, 504)
         except CGIResponseError as exc:
-            _kill_group(process)
+            process.kill_group()
             if relay.client_gone:
                 logger.info("client went away; killed CGI script %s", script.filename)
             else:
@@ -316,39 +314,33 @@ class CGIToASGI:
                 await send_plain(send, 502)
         except ClientGone:
             logger.info("client went away; killing CGI script %s", script.filename)
-            _kill_group(process)
+            process.kill_group()
         except BaseException:
-            _kill_group(process)
+            process.kill_group()
             raise
         finally:
             feeder.cancel()
             await self._reap(process, script.filename)
-            errors.cancel()
             self.running.discard(process)
         return outcome
 
-    async def _relay_stdout(self, process: asyncio.subprocess.Process, relay: ResponseRelay) -> bytes | None:
-        assert process.stdout is not None
+    async def _relay_stdout(self, process: ChildProcess, relay: ResponseRelay) -> bytes | None:
         while True:
-            data = await process.stdout.read(_READ_SIZE)
+            data = await process.read_stdout(_READ_SIZE)
             location = await relay.feed(data)
             if location is not None:
-                _kill_group(process)  # Whatever else it writes is not wanted.
+                process.kill_group()  # Whatever else it writes is not wanted.
                 return location
             if not data:
                 return None
 
-    async def _reap(self, process: asyncio.subprocess.Process, filename: str) -> None:
+    async def _reap(self, process: ChildProcess, filename: str) -> None:
         try:
             await asyncio.wait_for(process.wait(), self.kill_grace)
         except asyncio.TimeoutError:
-            _kill_group(process)
+            process.kill_group()
             await process.wait()
-        # Close the pipes now, on this loop: a transport left to the garbage collector may be
-        # finalized after its loop has closed. (asyncio offers no public close for a Process.)
-        transport = getattr(process, "_transport", None)
-        if transport is not None:
-            transport.close()
+        process.close()  # Logs what is left of its stderr, then closes the pipes on this loop.
         if process.returncode not in (0, None, -signal.SIGKILL):
             logger.info("CGI script %s exited with %s", filename, process.returncode)
 
@@ -358,67 +350,35 @@ def _under(path: str, root_path: str) -> bool:
     return not root or path == root or path.startswith(root + "/")
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    """Kill the script's whole process group, even when the script itself already exited."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        if process.returncode is None:
-            try:
-                process.kill()
-            except ProcessLookupError:
-                pass
-
-
-async def _feed_stdin(
-    process: asyncio.subprocess.Process, receive: Receive | None, relay: ResponseRelay
-) -> None:
+async def _feed_stdin(process: ChildProcess, receive: Receive | None, relay: ResponseRelay) -> None:
     """Stream the request body into the script's stdin; a disconnect kills the script."""
-    stdin = process.stdin
-    assert stdin is not None
     try:
         while receive is not None:
             message = await receive()
             if message["type"] == "http.disconnect":
                 relay.client_gone = True
-                _kill_group(process)
+                process.kill_group()
                 return
             body = message.get("body", b"")
             if body:
-                stdin.write(body)
-                await stdin.drain()
+                await process.write_stdin(body)
             if not message.get("more_body", False):
                 break
-        stdin.close()
+        process.close_stdin()
         # Keep listening: a client that leaves while the script still works gets it killed.
         while receive is not None and not relay.ended:
             message = await receive()
             if message["type"] == "http.disconnect":
                 if not relay.ended:
                     relay.client_gone = True
-                    _kill_group(process)
+                    process.kill_group()
                 return
     except (BrokenPipeError, ConnectionResetError):
-        pass  # The script did not read all of its input; that is its right.
+        process.close_stdin()  # The script did not read all of its input; that is its right.
 
 
-async def _log_stderr(process: asyncio.subprocess.Process, filename: str) -> None:
-    """Log the script's stderr line by line; read in chunks, so no line length can stall it."""
-    assert process.stderr is not None
-    name = os.path.basename(filename)
-    pending = b""
-    while True:
-        chunk = await process.stderr.read(_READ_SIZE)
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop() if chunk else b""
-        if len(pending) > _READ_SIZE:  # A very long line: log it in pieces.
-            lines.append(pending)
-            pending = b""
-        for line in lines:
-            if line:
-                logger.warning("%s: %s", name, line.decode("utf-8", "replace").rstrip())
-        if not chunk:
-            return
+def _log_stderr_line(name: str, line: bytes) -> None:
+    logger.warning("%s: %s", name, line.decode("utf-8", "replace").rstrip())
 
 
 class CGIToWSGI(ASGIToWSGI):

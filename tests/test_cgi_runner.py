@@ -804,13 +804,13 @@ def test_refused_paths_spawn_no_process(
     guarded_root: dict[str, Path], monkeypatch: pytest.MonkeyPatch, target: bytes, expected: set[int]
 ) -> None:
     spawned: list[tuple[Any, ...]] = []
-    real_exec = asyncio.create_subprocess_exec
+    real_popen = subprocess.Popen
 
-    async def spy(*args: Any, **kwargs: Any) -> Any:
+    def spy(*args: Any, **kwargs: Any) -> Any:
         spawned.append(args)
-        return await real_exec(*args, **kwargs)
+        return real_popen(*args, **kwargs)
 
-    monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
+    monkeypatch.setattr(subprocess, "Popen", spy)
     cgi = CGIToASGI(str(guarded_root["ok"].parent))
     seen: list[tuple[str, bytes]] = []
 
