@@ -10,13 +10,16 @@ down 502, timeout 504, malformed output 502 — each with one clear log line, ne
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import re
+import socket
 import sys
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ._exceptions import ConfigurationError, RemoteProtocolError
 from ._gateway import (
@@ -51,6 +54,7 @@ logger = logging.getLogger("bridges.fastcgi.client")
 
 _READ_SIZE = 64 * 1024
 _REPLAY_LIMIT = 64 * 1024  # Request bytes kept to retry once on a stale pooled connection.
+_PAUSE_AT = 256 * 1024  # Received bytes not yet relayed at which reading from the backend pauses.
 
 
 @dataclass(frozen=True)
@@ -76,18 +80,118 @@ def parse_address(address: str) -> Address:
     return Address(host.strip("[]"), int(port), None)
 
 
-class _Backend:
-    """One connection to the responder."""
+class _Backend(asyncio.Protocol):
+    """One connection to the responder: received records are decoded as they arrive.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    Reading pauses while more than `_PAUSE_AT` decoded-but-unread bytes wait (a slow client
+    slows the responder down); writing waits in `drain()` while the transport's buffer is full.
+    """
+
+    def __init__(self) -> None:
         self.codec = FastCGIConnection("webserver")
+        self.transport: asyncio.Transport | None = None
         self.reused = False
+        self.closed = False
+        self.error: OSError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self._unread = 0
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    # Protocol callbacks.
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport.
+
+    def data_received(self, data: bytes) -> None:
+        self.codec.receive_data(data)
+        self._unread += len(data)
+        if self._unread > _PAUSE_AT and not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.codec.receive_data(b"")
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if isinstance(exc, OSError):
+            self.error = exc
+        self.codec.receive_data(b"")
+        self._wake()
+        self.resume_writing()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # Used by the request.
+    def write(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            raise ConnectionResetError("the FastCGI connection is closed")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionResetError("the FastCGI connection is closed")
+        if self._write_paused:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            await self._drain_waiter
+            if self.closed:
+                raise ConnectionResetError("the FastCGI connection is closed")
+
+    async def next_event(self, timeout: float) -> object:
+        """The next record event (or CONNECTION_CLOSED); TimeoutError after `timeout` s of silence."""
+        while True:
+            event = self.codec.next_event()
+            if event is not NEED_DATA:
+                return event
+            if self.error is not None and self.closed:
+                raise self.error
+            self._unread = 0  # Everything received so far is decoded.
+            if self._read_paused and self.transport is not None:
+                self._read_paused = False
+                self.transport.resume_reading()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _time_out, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+
+    def at_eof(self) -> bool:
+        return self.closed
 
     def close(self) -> None:
-        if not self.writer.is_closing():
-            self.writer.close()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self.closed = True
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(asyncio.TimeoutError())
 
 
 class _StaleConnection(Exception):
@@ -128,6 +232,7 @@ class FastCGIToASGI:
         read_timeout: float = 60.0,
         max_connections: int = 16,
         keep_conn: bool = False,
+        idle_timeout: float = 10.0,
         pass_authorization: bool = True,
         max_spool_bytes: int = 1024**3,
     ) -> None:
@@ -142,6 +247,7 @@ class FastCGIToASGI:
             raise ConfigurationError("max_connections must be at least 1")
         self.max_connections = max_connections
         self.keep_conn = keep_conn
+        self.idle_timeout = idle_timeout
         self._slots: asyncio.Semaphore | None = None  # Made on first use, on the serving loop.
         self.pass_authorization = pass_authorization
         self.max_spool_bytes = max_spool_bytes
@@ -176,29 +282,68 @@ class FastCGIToASGI:
     # ---- connections ---------------------------------------------------------------------------
 
     async def _connect(self) -> _Backend:
-        if self._idle:
+        while self._idle:
             backend = self._idle.pop()
-            backend.reused = True
-            return backend
+            if backend.idle_timer is not None:
+                backend.idle_timer.cancel()
+                backend.idle_timer = None
+            if not backend.closed:
+                backend.reused = True
+                return backend
+        loop = asyncio.get_running_loop()
         address = self.address
+        unix = address.path is not None
+        target: Any = address.path if unix else (address.host, address.port)
         try:
-            if address.path is not None:
-                opening = asyncio.open_unix_connection(address.path, limit=2**20)
-            else:
-                opening = asyncio.open_connection(address.host, address.port, limit=2**20)
-            reader, writer = await asyncio.wait_for(opening, self.connect_timeout)
-        except asyncio.TimeoutError:
-            raise _Status(504, f"connecting to FastCGI backend {address} timed out") from None
+            if not unix:
+                family = socket.AF_INET6 if ":" in (address.host or "") else socket.AF_INET
+                if not _is_ip_literal(address.host or ""):
+                    infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+                    family, target = infos[0][0], infos[0][4]
+            sock = socket.socket(socket.AF_UNIX if unix else family, socket.SOCK_STREAM)
         except OSError as exc:
             raise _Status(502, f"FastCGI backend {address} is unreachable: {exc.strerror or exc}") from None
-        return _Backend(reader, writer)
+        try:
+            sock.setblocking(False)
+            try:
+                sock.connect(target)  # A unix socket connects at once, or fails (EAGAIN: backlog full).
+            except BlockingIOError:
+                if unix:
+                    raise
+                await asyncio.wait_for(loop.sock_connect(sock, target), self.connect_timeout)
+            if unix:
+                _, backend = await loop.create_unix_connection(_Backend, sock=sock)
+            else:
+                _, backend = await loop.create_connection(_Backend, sock=sock)
+        except asyncio.TimeoutError:
+            sock.close()
+            raise _Status(504, f"connecting to FastCGI backend {address} timed out") from None
+        except OSError as exc:
+            sock.close()
+            raise _Status(502, f"FastCGI backend {address} is unreachable: {exc.strerror or exc}") from None
+        except BaseException:
+            sock.close()
+            raise
+        return backend
 
     def _release(self, backend: _Backend) -> None:
-        if self.keep_conn and len(self._idle) < self.max_connections and not backend.reader.at_eof():
+        if self.keep_conn and len(self._idle) < self.max_connections and not backend.closed:
             backend.codec = FastCGIConnection("webserver")
+            backend.idle_timer = asyncio.get_running_loop().call_later(
+                self.idle_timeout, self._expire, backend
+            )
             self._idle.append(backend)
         else:
             backend.close()
+
+    def _expire(self, backend: _Backend) -> None:
+        """Close a connection kept idle too long (it holds one of php-fpm's workers)."""
+        backend.idle_timer = None
+        try:
+            self._idle.remove(backend)
+        except ValueError:
+            pass
+        backend.close()
 
     # ---- the ASGI app --------------------------------------------------------------------------
 
@@ -255,7 +400,7 @@ class FastCGIToASGI:
                 spooled.close()
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = _RequestBody(receive)
+        body = _RequestBody(receive, empty=not _declares_body(scope))
         for _ in range(MAX_LOCAL_REDIRECTS + 1):
             try:
                 location = await self._exchange(scope, body, send)
@@ -297,25 +442,31 @@ class FastCGIToASGI:
     ) -> bytes | None:
         codec = backend.codec
         request_id = 1
+        head = codec.send(BeginRequest(request_id, Role.RESPONDER, self.keep_conn)) + codec.send(
+            Params(request_id, params)
+        )
+        pump: asyncio.Future[None] | None = None
+        if body.empty:  # Nothing to stream: the end of STDIN goes out with the head.
+            head += codec.send(Stdin(request_id, b"", end=True))
         try:
-            backend.writer.write(
-                codec.send(BeginRequest(request_id, Role.RESPONDER, self.keep_conn))
-                + codec.send(Params(request_id, params))
-            )
+            backend.write(head)
         except (OSError, RuntimeError):
             raise _StaleConnection from None
-        pump = asyncio.ensure_future(self._pump_body(backend, body, request_id))
+        if not body.empty:
+            pump = asyncio.ensure_future(self._pump_body(backend, body, request_id))
         relay = ResponseRelay(send)
         try:
             while True:
-                event = codec.next_event()
-                if event is NEED_DATA:
-                    data = await self._read(backend, relay.got_output)
-                    try:
-                        codec.receive_data(data)
-                    except RemoteProtocolError as exc:
-                        raise _Status(502, str(exc)) from None
-                    continue
+                try:
+                    event = await backend.next_event(self.read_timeout)
+                except asyncio.TimeoutError:
+                    raise _Status(504, f"FastCGI backend {self.address} did not answer in time") from None
+                except RemoteProtocolError as exc:
+                    raise _Status(502, str(exc)) from None
+                except OSError as exc:
+                    if backend.reused and not relay.got_output:
+                        raise _StaleConnection from None
+                    raise _Status(502, f"reading from FastCGI backend {self.address} failed: {exc}") from None
                 if event is CONNECTION_CLOSED:
                     if body.client_gone:
                         return None
@@ -348,46 +499,53 @@ class FastCGIToASGI:
                 return None
             raise
         finally:
-            pump.cancel()
-
-    async def _read(self, backend: _Backend, got_output: bool) -> bytes:
-        try:
-            data = await asyncio.wait_for(backend.reader.read(_READ_SIZE), self.read_timeout)
-        except asyncio.TimeoutError:
-            raise _Status(504, f"FastCGI backend {self.address} did not answer in time") from None
-        except OSError as exc:
-            if backend.reused and not got_output:
-                raise _StaleConnection from None
-            raise _Status(502, f"reading from FastCGI backend {self.address} failed: {exc}") from None
-        return data
+            if pump is not None:
+                pump.cancel()
 
     def _abort(self, backend: _Backend, request_id: int) -> None:
         try:
-            backend.writer.write(backend.codec.send(AbortRequest(request_id)))
+            backend.write(backend.codec.send(AbortRequest(request_id)))
         except Exception:
             pass
         backend.close()
 
     async def _pump_body(self, backend: _Backend, body: _RequestBody, request_id: int) -> None:
-        writer = backend.writer
         codec = backend.codec
         try:
             async for chunk in body:
-                writer.write(codec.send(Stdin(request_id, chunk)))
-                await writer.drain()
-            writer.write(codec.send(Stdin(request_id, b"", end=True)))
-            await writer.drain()
+                backend.write(codec.send(Stdin(request_id, chunk)))
+                await backend.drain()
+            backend.write(codec.send(Stdin(request_id, b"", end=True)))
         except ClientGone:
             self._abort(backend, request_id)  # The reader then sees the close and stops.
         except (OSError, RuntimeError):
             pass  # The reading side reports the broken connection.
 
 
+def _declares_body(scope: Scope) -> bool:
+    """Whether the request has a body (RFC 9112 section 6.3: a length or a transfer coding)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return bool(value.strip() != b"0")
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class _RequestBody:
     """The request body from `receive()`, kept (up to a limit) so a request can be retried once."""
 
-    def __init__(self, receive: Receive | None) -> None:
+    def __init__(self, receive: Receive | None, *, empty: bool = False) -> None:
         self.receive = receive
+        self.empty = empty or receive is None  # Known to have no body: nothing to read or send.
         self.kept: list[bytes] = []
         self.kept_bytes = 0
         self.replayable = True
