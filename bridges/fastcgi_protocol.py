@@ -224,10 +224,19 @@ def _encode_length(length: int) -> bytes:
 
 def encode_name_values(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
     """Encode name-value pairs: 1-byte lengths below 128, else 4 bytes with the top bit set."""
-    out: list[bytes] = []
+    out = bytearray()
     for name, value in pairs:
-        out += (_encode_length(len(name)), _encode_length(len(value)), name, value)
-    return b"".join(out)
+        name_length = len(name)
+        value_length = len(value)
+        if name_length < 0x80 and value_length < 0x80:  # The common case: two 1-byte lengths.
+            out.append(name_length)
+            out.append(value_length)
+        else:
+            out += _encode_length(name_length)
+            out += _encode_length(value_length)
+        out += name
+        out += value
+    return bytes(out)
 
 
 def _decode_length(data: bytes | bytearray, offset: int) -> tuple[int, int] | None:
