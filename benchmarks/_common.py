@@ -6,6 +6,9 @@
 - `wait_quiet` / `LoadMeter`: how busy the rest of the machine is (read from /proc/stat), so a
   run taken while other work used the CPUs can be flagged (the machine is shared).
 - `markdown_table`, `median`, `machine_info`: reporting.
+- `Section`, `print_sections`, `markdown_fragment`, `write_markdown`: the result tables of a run,
+  printed to stdout and, with a script's `--markdown PATH`, written as a Markdown fragment (what
+  `benchmarks/run_all.py` puts into docs/performance.md).
 """
 
 from __future__ import annotations
@@ -242,13 +245,76 @@ def machine_info() -> dict[str, str]:
         "cpus": f"{usable} usable of {cpus}" + (f" ({model})" if model else ""),
         "python": f"Python {platform.python_version()} ({platform.python_implementation()})",
         "platform": platform.platform(),
+        "kernel": f"{platform.system()} {platform.release()}",
     }
 
 
 def command_line() -> str:
-    """The command that started this process, as one could type it again."""
+    """The command that started this process, as one could type it again (from the same directory)."""
     exe = os.path.relpath(sys.executable) if not sys.executable.startswith("/usr") else sys.executable
-    return shlex.join([exe, *sys.argv])
+    argv = list(sys.argv)
+    if argv and os.path.isabs(argv[0]) and argv[0].startswith(os.getcwd() + os.sep):
+        argv[0] = os.path.relpath(argv[0])
+    return shlex.join([exe, *argv])
+
+
+# --- Results as Markdown: stdout, and the fragment of `--markdown PATH` ---------------------------------
+
+
+@dataclass
+class Section:
+    """One part of a run's results: a heading, and its Markdown (tables, targets)."""
+
+    heading: str
+    body: str
+    context: str = ""  # printed before the body on stdout only (how each contender was started)
+
+
+def print_sections(sections: list[Section], level: int = 2) -> None:
+    """Print each section as `## heading`, its context (if any), then its body."""
+    for section in sections:
+        print(f"\n{'#' * level} {section.heading}\n")
+        if section.context:
+            print(section.context)
+            print()
+        print(section.body)
+    sys.stdout.flush()
+
+
+def markdown_fragment(
+    sections: list[Section],
+    info: dict[str, str],
+    command: str,
+    *,
+    versions: str = "",
+    notes: list[str] | None = None,
+    seconds: float | None = None,
+    interrupted: bool = False,
+) -> str:
+    """A run's result tables as a Markdown fragment: a short header (date, machine, versions,
+    command), then each section under a `####` heading; no progress lines."""
+    date = info["date"] + (f"; wall time {seconds:.0f} s" if seconds is not None else "")
+    lines = [f"- Date: {date}"]
+    if interrupted:
+        lines.append("- **Partial run**: interrupted before the end; the tables hold what was measured.")
+    kernel = info.get("kernel") or info.get("platform", "")
+    lines.append(f"- Machine: CPUs: {info['cpus']}; {kernel}; {info['python']}")
+    if versions:
+        lines.append(f"- Versions: {versions}")
+    lines.append(f"- Command (from the repository root): `{command}`")
+    lines += [f"- {note}" for note in notes or []]
+    for section in sections:
+        lines += ["", f"#### {section.heading}", "", section.body.strip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: str | Path, text: str) -> None:
+    """Write `text` to `path` whole (a temporary file renamed over it: never half a fragment)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 # --- wrk against server process trees (benchmarks/fastcgi.py, benchmarks/cgi.py) --------------------

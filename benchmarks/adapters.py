@@ -42,6 +42,11 @@ Run it from the repository root:
     .venv/bin/python benchmarks/adapters.py --quick    # 2,000 requests, 10 MiB bodies
     .venv/bin/python benchmarks/adapters.py --only w2a-seq --repeat 3
     .venv/bin/python benchmarks/adapters.py --child w2a-seq bridges   # one measurement, as JSON
+
+`--markdown PATH` also writes the result tables (and the targets) to PATH as a Markdown fragment,
+with the date, machine, versions and command; benchmarks/run_all.py puts it into
+docs/performance.md. Ctrl-C (SIGINT) stops the run: the tables measured so far and the targets
+are printed (and written) all the same, and the exit status is 130.
 """
 
 from __future__ import annotations
@@ -64,14 +69,18 @@ from wsgiref.util import setup_testing_defaults
 from _common import (
     MIB,
     RssPeak,
+    Section,
     command_line,
     cpu_seconds,
     machine_info,
+    markdown_fragment,
     markdown_table,
     median,
     package_version,
+    print_sections,
     run_child,
     wait_quiet,
+    write_markdown,
 )
 
 CHUNK_SIZE = 64 * 1024
@@ -767,6 +776,45 @@ def targets(
     return rows
 
 
+def scenario_section(
+    scenario: Scenario, runs: dict[str, Runs], args: argparse.Namespace
+) -> tuple[Section, dict[str, float]]:
+    """The scenario's table under its heading, and each contender's median speed."""
+    table, speeds = summarise(scenario, runs)
+    heading = f"{scenario.number}. {scenario.title.format(requests=args.requests, mib=args.mib)}"
+    return Section(heading, table), speeds
+
+
+def targets_section(
+    speeds: dict[str, dict[str, float]], peaks: dict[str, float | None], args: argparse.Namespace
+) -> Section:
+    rows = targets(speeds, peaks, args.quick)
+    if args.only:
+        rows = [row for row in rows if row[1] != "not measured"]
+    return Section("Targets", markdown_table(["target", "measured", "result"], rows))
+
+
+def fragment(
+    sections: list[Section],
+    info: dict[str, str],
+    command: str,
+    versions: str,
+    loops: set[str],
+    seconds: float,
+    interrupted: bool,
+) -> str:
+    """What `--markdown` writes: the tables printed, with the run's date, machine and command."""
+    return markdown_fragment(
+        sections,
+        info,
+        command,
+        versions=versions,
+        notes=[f"Event loop(s) used: {', '.join(sorted(loops)) or 'none'}"],
+        seconds=seconds,
+        interrupted=interrupted,
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,000 requests and 10 MiB bodies")
@@ -810,6 +858,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not wait for the machine to be quiet before each measurement",
     )
     parser.add_argument("--json", metavar="PATH", help="also write every run's raw figures here")
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help="also write the result tables here, as a Markdown fragment (for docs/performance.md)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("SCENARIO", "CONTENDER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.requests is None:
@@ -839,11 +892,11 @@ def selected(only: list[str] | None) -> list[Scenario]:
     return chosen
 
 
-def main() -> None:
+def main() -> int:
     args = parse_args()
     if args.child:
         child(args)
-        return
+        return 0
     started = time.monotonic()
     args.deadline = started + args.budget
     info = machine_info()
@@ -870,40 +923,44 @@ def main() -> None:
     peaks: dict[str, float | None] = {}
     raw: dict[str, Any] = {}
     loops: set[str] = set()
-    for scenario in scenarios:
-        print(f"{scenario.number} {scenario.name} ...", file=sys.stderr, flush=True)
-        runs = measure(scenario, args)
-        table, speeds[scenario.name] = summarise(scenario, runs)
-        ours = runs.get("bridges")
-        if scenario.bulk and ours is not None and ours.values:
-            peaks[scenario.name] = max(d["rss_peak"] for d in ours.values)
-        for record in runs.values():
-            loops.update(d["loop"] for d in record.values)
-        raw[scenario.name] = {
-            name: {"runs": record.values, "noisy": record.noisy, "error": record.error}
-            for name, record in runs.items()
-        }
-        print()
-        print(f"## {scenario.number}. {scenario.title.format(requests=args.requests, mib=args.mib)}")
-        print()
-        print(table)
-        sys.stdout.flush()
+    sections: list[Section] = []
+    interrupted = False
+    try:
+        for scenario in scenarios:
+            print(f"{scenario.number} {scenario.name} ...", file=sys.stderr, flush=True)
+            runs = measure(scenario, args)
+            section, speeds[scenario.name] = scenario_section(scenario, runs, args)
+            ours = runs.get("bridges")
+            if scenario.bulk and ours is not None and ours.values:
+                peaks[scenario.name] = max(d["rss_peak"] for d in ours.values)
+            for record in runs.values():
+                loops.update(d["loop"] for d in record.values)
+            raw[scenario.name] = {
+                name: {"runs": record.values, "noisy": record.noisy, "error": record.error}
+                for name, record in runs.items()
+            }
+            sections.append(section)
+            print_sections([section])
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: partial results follow", file=sys.stderr, flush=True)
 
-    print()
-    print("## Targets")
-    print()
-    rows = targets(speeds, peaks, args.quick)
-    if args.only:
-        rows = [row for row in rows if row[1] != "not measured"]
-    print(markdown_table(["target", "measured", "result"], rows))
+    sections.append(targets_section(speeds, peaks, args))
+    print_sections(sections[-1:])
     print()
     print(f"- event loop(s) used: {', '.join(sorted(loops)) or 'none'}")
-    print(f"- total wall time: {time.monotonic() - started:.0f} s")
+    seconds = time.monotonic() - started
+    print(f"- total wall time: {seconds:.0f} s")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(
                 {"command": command, "machine": info, "args": vars(args), "scenarios": raw}, out, indent=1
             )
+    if args.markdown and len(sections) > 1:  # nothing measured (only the targets): no fragment
+        write_markdown(
+            args.markdown, fragment(sections, info, command, versions, loops, seconds, interrupted)
+        )
+    return 130 if interrupted else 0
 
 
 def command_line_for_child(args: argparse.Namespace) -> str:
@@ -916,4 +973,4 @@ def command_line_for_child(args: argparse.Namespace) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -54,6 +54,10 @@ Every process is stopped by PID (and then its own process group). Run from the r
     .venv/bin/python benchmarks/cgi.py --quick      # 1 run of 2 s per server, N=40
     .venv/bin/python benchmarks/cgi.py --only startup
     .venv/bin/python benchmarks/cgi.py --profile    # py-spy of our CGI runner under wrk -c8
+
+`--markdown PATH` also writes the result tables and the targets to PATH as a Markdown fragment,
+with the date, machine, versions and command (also after Ctrl-C, with the partial results);
+benchmarks/run_all.py puts it into docs/performance.md.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ from _common import (
     Budget,
     LoadMeter,
     Outcome,
+    Section,
     Service,
     Side,
     alternate,
@@ -86,14 +91,17 @@ from _common import (
     command_line,
     free_port,
     machine_info,
+    markdown_fragment,
     markdown_table,
     outcome_table,
     package_version,
+    print_sections,
     profile_under_wrk,
     stop_services_on_exit,
     tcp_ready,
     wait_no_other_wrk,
     wait_quiet,
+    write_markdown,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -242,9 +250,13 @@ def start_servers(workdir: Path) -> tuple[list[tuple[str, Service, int, str]], s
 
 
 def run_wrk_scenarios(
-    names: list[str], args: argparse.Namespace, workdir: Path, budget: Budget
-) -> dict[str, list[Outcome]]:
-    results: dict[str, list[Outcome]] = {}
+    names: list[str],
+    args: argparse.Namespace,
+    workdir: Path,
+    budget: Budget,
+    results: dict[str, list[Outcome]],
+) -> None:
+    """Measure each scenario into `results` (the scenarios done are kept if the run is interrupted)."""
     sub = workdir / "wrk"
     sub.mkdir()
     servers: list[tuple[str, Service, int, str]] = []
@@ -269,7 +281,6 @@ def run_wrk_scenarios(
     finally:
         for _, service, _, _ in reversed(servers):
             service.stop()
-    return results
 
 
 # --- Part 2: start-up cost -------------------------------------------------------------------------
@@ -520,6 +531,87 @@ def imports_table(runs: list[Starter]) -> str:
     return markdown_table(header, rows)
 
 
+# --- Results -----------------------------------------------------------------------------------------
+
+
+def target_lines(results: dict[str, list[Outcome]], startup: list[Starter]) -> list[str]:
+    lines = []
+    for name, outs in results.items():
+        ours, light, stdlib = (
+            next((o for o in outs if o.side.name.startswith(p) and o.runs), None)
+            for p in ("bridges", "lighttpd", "python")
+        )
+        if ours and light:
+            r = ours.med("rps") / light.med("rps")
+            lines.append(
+                f"{'PASS' if r >= 0.8 else 'MISS'}  {name}: bridges >= 0.8x lighttpd mod_cgi req/s: {r:.2f}x"
+            )
+        if ours and stdlib:
+            r = ours.med("rps") / stdlib.med("rps")
+            lines.append(
+                f"{'PASS' if r >= 3 else 'MISS'}  {name}: bridges >= 3x http.server --cgi req/s: {r:.2f}x"
+            )
+    for group in dict.fromkeys(s.group for s in startup):
+        by = {s.key: statistics.median(s.wall_ms) for s in startup if s.group == group}
+        for key, what in (("a", "run_cgi(app)"), ("c", "bridge cgi app:app")):
+            r = by[key] / by["b"]
+            lines.append(
+                f"{'PASS' if r <= 1.2 else 'MISS'}  start-up ({group}): {what} within 1.2x of"
+                f" wsgiref CGIHandler: {r:.2f}x ({by[key]:.1f} ms vs {by['b']:.1f} ms)"
+            )
+    return lines
+
+
+def result_sections(
+    args: argparse.Namespace, results: dict[str, list[Outcome]], startup: list[Starter]
+) -> list[Section]:
+    """The wrk tables (with how each server ran), the start-up tables, and the targets."""
+    sections = []
+    runs = f"median of {args.opts.runs} runs" if args.opts.runs > 1 else "one run"
+    for name, outs in results.items():
+        context = "\n".join(
+            f"- {out.side.name}: `{out.side.command}`" + (f" (failed: {out.error})" if out.error else "")
+            for out in outs
+        )
+        body = f"-c8, {runs} of {args.opts.duration:g} s:\n\n{outcome_table(outs)}"
+        sections.append(
+            Section(f"{name}: {'hello.sh' if name == 'sh' else 'hello.pl'}, wrk -c8", body, context)
+        )
+    if startup:
+        heading = f"startup: N={len(startup[0].wall_ms)} requests per program, pinned to CPU {SERVER_CPU}"
+        body = (
+            f"{startup_table(startup)}\n\nImports (one run each under -X importtime; times inflated by the"
+            f" tracing):\n\n{imports_table(startup)}"
+        )
+        sections.append(Section(heading, body))
+    lines = [f"- {line}" for line in target_lines(results, startup)]
+    noisy = sum(r.noisy for outs in results.values() for o in outs for r in o.runs)
+    lines.append(f"\n`*`: run stayed noisy (other processes > 0.1 core) after retries: {noisy} run(s)")
+    sections.append(Section("Targets", "\n".join(lines)))
+    return sections
+
+
+def fragment(
+    args: argparse.Namespace,
+    results: dict[str, list[Outcome]],
+    startup: list[Starter],
+    info: dict[str, str],
+    command: str,
+    versions: str,
+    seconds: float,
+    interrupted: bool,
+) -> str:
+    """What `--markdown` writes: the tables and targets, with the run's date, machine and command."""
+    return markdown_fragment(
+        result_sections(args, results, startup),
+        info,
+        command,
+        versions=versions,
+        seconds=seconds,
+        interrupted=interrupted,
+    )
+
+
 # --- Profile ---------------------------------------------------------------------------------------
 
 
@@ -561,7 +653,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="PATH", help="also write the raw figures here")
     parser.add_argument("--profile", action="store_true", help="only profile our CGI runner with py-spy")
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help="also write the result tables here, as a Markdown fragment (for docs/performance.md)",
+    )
     args = parser.parse_args(argv)
+    if args.markdown and args.profile:
+        parser.error("--markdown writes the tables of a measuring run: not with --profile")
     args.opts = BenchOptions(
         runs=args.runs or (1 if args.quick else 3),
         duration=args.duration or (2.0 if args.quick else 5.0),
@@ -600,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         versions = f"gateway-bridges {package_version('gateway-bridges')}; " + "; ".join(tools)
         versions += f"; /bin/sh -> {os.path.realpath('/bin/sh')}"
         print(f"versions: {versions}")
-        print(f"command: {command_line()}")
+        command = command_line()
+        print(f"command: {command}")
         wait_no_other_wrk(480.0)
         started = time.monotonic()
         wrk_names = [n for n in args.names if n != "startup"]
@@ -611,60 +711,20 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = False
         try:
             if wrk_names:
-                results = run_wrk_scenarios(wrk_names, args, workdir, budget)
+                run_wrk_scenarios(wrk_names, args, workdir, budget, results)
             if "startup" in args.names:
                 startup = run_startup(args, workdir)
         except KeyboardInterrupt:
             interrupted = True
             Service.stop_all()
             print("\ninterrupted: servers stopped; partial results follow", file=sys.stderr)
-        print(f"\n# Results ({time.monotonic() - started:.0f} s)")
-        for name, outs in results.items():
-            print(f"\n## {name}: {'hello.sh' if name == 'sh' else 'hello.pl'}, wrk -c8\n")
-            for out in outs:
-                print(
-                    f"- {out.side.name}: `{out.side.command}`"
-                    + (f" (failed: {out.error})" if out.error else "")
-                )
-            runs = f"median of {args.opts.runs} runs" if args.opts.runs > 1 else "one run"
-            print(f"\n-c8, {runs} of {args.opts.duration:g} s:\n")
-            print(outcome_table(outs))
-        if startup:
-            print(
-                f"\n## startup: N={len(startup[0].wall_ms)} requests per program,"
-                f" pinned to CPU {SERVER_CPU}\n"
-            )
-            print(startup_table(startup))
-            print("\nImports (one run each under -X importtime; times inflated by the tracing):\n")
-            print(imports_table(startup))
-        print("\n## Targets\n")
-        for name, outs in results.items():
-            ours, light, stdlib = (
-                next((o for o in outs if o.side.name.startswith(p) and o.runs), None)
-                for p in ("bridges", "lighttpd", "python")
-            )
-            if ours and light:
-                r = ours.med("rps") / light.med("rps")
-                print(
-                    f"{'PASS' if r >= 0.8 else 'MISS'}  {name}: bridges >= 0.8x lighttpd mod_cgi req/s:"
-                    f" {r:.2f}x"
-                )
-            if ours and stdlib:
-                r = ours.med("rps") / stdlib.med("rps")
-                print(
-                    f"{'PASS' if r >= 3 else 'MISS'}  {name}: bridges >= 3x http.server --cgi req/s: {r:.2f}x"
-                )
-        if startup:
-            for group in dict.fromkeys(s.group for s in startup):
-                by = {s.key: statistics.median(s.wall_ms) for s in startup if s.group == group}
-                for key, what in (("a", "run_cgi(app)"), ("c", "bridge cgi app:app")):
-                    r = by[key] / by["b"]
-                    print(
-                        f"{'PASS' if r <= 1.2 else 'MISS'}  start-up ({group}): {what} within 1.2x of"
-                        f" wsgiref CGIHandler: {r:.2f}x ({by[key]:.1f} ms vs {by['b']:.1f} ms)"
-                    )
-        noisy = sum(r.noisy for outs in results.values() for o in outs for r in o.runs)
-        print(f"\n`*`: run stayed noisy (other processes > 0.1 core) after retries: {noisy} run(s)")
+        seconds = time.monotonic() - started
+        print(f"\n# Results ({seconds:.0f} s)")
+        print_sections(result_sections(args, results, startup))
+        measured = bool(startup) or any(o.runs for outs in results.values() for o in outs)
+        if args.markdown and measured:  # nothing measured: no fragment
+            text = fragment(args, results, startup, info, command, versions, seconds, interrupted)
+            write_markdown(args.markdown, text)
         if args.json:
             raw = {
                 "machine": info,

@@ -38,6 +38,10 @@ and on Ctrl-C. Run from the repository root:
     .venv/bin/python benchmarks/fastcgi.py --quick       # 1 run of 2 s per contender, no -c256
     .venv/bin/python benchmarks/fastcgi.py --only off,php
     .venv/bin/python benchmarks/fastcgi.py --profile     # py-spy of our host (WSGI and ASGI hello)
+
+`--markdown PATH` also writes the result tables and the targets to PATH as a Markdown fragment,
+with the date, machine, versions and command (also after Ctrl-C, with the partial results);
+benchmarks/run_all.py puts it into docs/performance.md.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from _common import (
     BenchOptions,
     Budget,
     Outcome,
+    Section,
     Service,
     Side,
     alternate,
@@ -67,12 +72,16 @@ from _common import (
     command_line,
     free_port,
     machine_info,
+    markdown_fragment,
+    outcome_table,
     package_version,
+    print_sections,
     profile_under_wrk,
     stop_services_on_exit,
     tcp_ready,
     unix_ready,
     wait_no_other_wrk,
+    write_markdown,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -462,13 +471,53 @@ def target_lines(results: dict[str, list[Outcome]]) -> list[str]:
 
 
 def tables(outs: list[Outcome], args: argparse.Namespace) -> str:
-    from _common import outcome_table
-
     runs = f"median of {args.opts.runs} runs" if args.opts.runs > 1 else "one run"
     text = [f"-c64, {runs} of {args.opts.duration:g} s:", "", outcome_table(outs)]
     if any(o.wide for o in outs):
         text += ["", f"-c256, one run of {args.opts.duration:g} s:", "", outcome_table(outs, wide=True)]
     return "\n".join(text)
+
+
+TITLES = {s.name: s.title for s in HOST_SCENARIOS}
+TITLES["php"] = "the FastCGI client, bridges -> php-fpm against nginx -> php-fpm"
+
+
+def result_sections(args: argparse.Namespace, results: dict[str, list[Outcome]]) -> list[Section]:
+    """The tables of every scenario measured (with how each contender ran), and the targets."""
+    sections = []
+    for name, outs in results.items():
+        context = "\n".join(
+            f"- {out.side.name}: `{out.side.command}`" + (f" (failed: {out.error})" if out.error else "")
+            for out in outs
+        )
+        sections.append(Section(f"{name}: {TITLES[name]}", tables(outs, args), context))
+    lines = [f"- {line}" for line in target_lines(results)]
+    noisy = sum(
+        r.noisy for outs in results.values() for o in outs for r in [*o.runs, *filter(None, [o.wide])]
+    )
+    lines.append(f"\n`*`: run stayed noisy (other processes > 0.1 core) after retries: {noisy} run(s)")
+    sections.append(Section("Targets", "\n".join(lines)))
+    return sections
+
+
+def fragment(
+    args: argparse.Namespace,
+    results: dict[str, list[Outcome]],
+    info: dict[str, str],
+    command: str,
+    versions: str,
+    seconds: float,
+    interrupted: bool,
+) -> str:
+    """What `--markdown` writes: the tables and targets, with the run's date, machine and command."""
+    return markdown_fragment(
+        result_sections(args, results),
+        info,
+        command,
+        versions=versions,
+        seconds=seconds,
+        interrupted=interrupted,
+    )
 
 
 # --- Profile -----------------------------------------------------------------------------------------
@@ -529,7 +578,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="only profile our host with py-spy")
     parser.add_argument("--flup-child", metavar="BIND", help=argparse.SUPPRESS)
     parser.add_argument("--nodelay", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help="also write the result tables here, as a Markdown fragment (for docs/performance.md)",
+    )
     args = parser.parse_args(argv)
+    if args.markdown and args.profile:
+        parser.error("--markdown writes the tables of a measuring run: not with --profile")
     if args.quick:
         args.wide = False
     args.opts = BenchOptions(
@@ -575,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
             f" uvloop {package_version('uvloop')}; " + "; ".join(tools)
         )
         print(f"versions: {versions}")
-        print(f"command: {command_line()}")
+        command = command_line()
+        print(f"command: {command}")
         hosts = [s for s in HOST_SCENARIOS if s.name in args.names]
         contenders = sum(len(s.apps) for s in hosts) + (3 if "php" in args.names else 0)
         per_run = 0.5 + args.opts.warmup + args.opts.duration + 0.7
@@ -595,25 +652,13 @@ def main(argv: list[str] | None = None) -> int:
             interrupted = True
             Service.stop_all()
             print("\ninterrupted: servers stopped; partial results follow", file=sys.stderr)
-        print(f"\n# Results ({time.monotonic() - started:.0f} s)")
-        titles = {s.name: s.title for s in HOST_SCENARIOS}
-        titles["php"] = "the FastCGI client, bridges -> php-fpm against nginx -> php-fpm"
-        for name, outs in results.items():
-            print(f"\n## {name}: {titles[name]}\n")
-            for out in outs:
-                print(
-                    f"- {out.side.name}: `{out.side.command}`"
-                    + (f" (failed: {out.error})" if out.error else "")
-                )
-            print()
-            print(tables(outs, args))
-        print("\n## Targets\n")
-        for line in target_lines(results):
-            print(line)
-        noisy = sum(
-            r.noisy for outs in results.values() for o in outs for r in [*o.runs, *filter(None, [o.wide])]
-        )
-        print(f"\n`*`: run stayed noisy (other processes > 0.1 core) after retries: {noisy} run(s)")
+        seconds = time.monotonic() - started
+        print(f"\n# Results ({seconds:.0f} s)")
+        print_sections(result_sections(args, results))
+        measured = any(o.runs for outs in results.values() for o in outs)
+        if args.markdown and measured:  # nothing measured: no fragment
+            text = fragment(args, results, info, command, versions, seconds, interrupted)
+            write_markdown(args.markdown, text)
         if args.json:
             raw = {
                 "machine": info,

@@ -40,6 +40,10 @@ its scenario ends, on errors and on Ctrl-C. Run from the repository root:
     .venv/bin/python benchmarks/server.py --quick         # 1 run of 2 s per server
     .venv/bin/python benchmarks/server.py --only asgi-hello,wsgi-hello
     .venv/bin/python benchmarks/server.py --profile       # py-spy of ours, ASGI hello, under wrk
+
+`--markdown PATH` also writes the result tables and the targets to PATH as a Markdown fragment,
+with the date, machine, versions and command (also after Ctrl-C, with the partial results);
+benchmarks/run_all.py puts it into docs/performance.md.
 """
 
 from __future__ import annotations
@@ -67,15 +71,19 @@ from typing import ClassVar
 
 from _common import (
     CLK_TCK,
+    Section,
     command_line,
     cpu_seconds,
     machine_busy_seconds,
     machine_info,
+    markdown_fragment,
     markdown_table,
     median,
     package_version,
+    print_sections,
     run_wrk,
     wait_quiet,
+    write_markdown,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -895,7 +903,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write every run's raw figures here")
     parser.add_argument("--profile", action="store_true", help="only profile ours (ASGI hello) with py-spy")
     parser.add_argument("--report", metavar="PATH", help="print the tables of a run saved with --json")
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help="also write the result tables here, as a Markdown fragment (for docs/performance.md)",
+    )
     args = parser.parse_args(argv)
+    if args.markdown and (args.profile or args.report):
+        parser.error("--markdown writes the tables of a measuring run: not with --profile or --report")
     args.runs = args.runs or (1 if args.quick else 3)
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     names = [n.strip() for n in args.only.split(",")] if args.only else list(BY_NAME)
@@ -952,8 +967,10 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
         wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-        print(f"versions: {versions}; {(wrk_version.stdout or wrk_version.stderr).splitlines()[0]}")
-        print(f"command: {command_line()}")
+        wrk_line = ((wrk_version.stdout or wrk_version.stderr).splitlines() or ["wrk ?"])[0]
+        print(f"versions: {versions}; {wrk_line}")
+        command = command_line()
+        print(f"command: {command}")
         started = time.monotonic()
         budget = Budget(args.budget, args)
         results: dict[str, list[Outcome]] = {}
@@ -965,8 +982,13 @@ def main(argv: list[str] | None = None) -> int:
             interrupted = True
             ServerProcess.stop_all()
             print("\ninterrupted: servers stopped; partial results follow", file=sys.stderr)
-        print(f"\n# Results ({time.monotonic() - started:.0f} s)")
+        seconds = time.monotonic() - started
+        print(f"\n# Results ({seconds:.0f} s)")
         report(args, results)
+        measured = any(o.runs for outs in results.values() for o in outs)
+        if args.markdown and measured:  # nothing measured: no fragment
+            text = fragment(args, results, info, command, f"{versions}; {wrk_line}", seconds, interrupted)
+            write_markdown(args.markdown, text)
         if args.json:
             raw = {
                 "machine": info,
@@ -990,32 +1012,57 @@ def main(argv: list[str] | None = None) -> int:
     return 130 if interrupted else 0
 
 
-def report(args: argparse.Namespace, results: dict[str, list[Outcome]]) -> None:
-    """Print the tables of every scenario measured, and the targets."""
+def result_sections(args: argparse.Namespace, results: dict[str, list[Outcome]]) -> list[Section]:
+    """The tables of every scenario measured (with how each server ran), and the targets."""
+    sections = []
     for scenario in args.scenarios:
         if not results.get(scenario.name):
             continue
-        print(f"\n## {scenario.name}: {scenario.title}\n")
-        for out in results[scenario.name]:
-            print(
-                f"- {out.contender.name}: `{out.command}`" + (f" (failed: {out.error})" if out.error else "")
-            )
+        context = [
+            f"- {out.contender.name}: `{out.command}`" + (f" (failed: {out.error})" if out.error else "")
+            for out in results[scenario.name]
+        ]
         wrk64 = wrk_shown(scenario, 64, args)
-        print(f"- wrk: `{wrk64}` (and `-c256`), each run after a `-d{args.warmup:g}s` warm-up run")
+        context.append(f"- wrk: `{wrk64}` (and `-c256`), each run after a `-d{args.warmup:g}s` warm-up run")
         if scenario.lua:
-            print(f"- `post-1mib.lua`: {' '.join(LUA_POST.splitlines()[1:])}")
-        print()
-        print(tables(scenario, results[scenario.name], args))
-    print("\n## Targets\n")
-    for line in targets(results) or ["(none among the scenarios run)"]:
-        print(line)
+            context.append(f"- `post-1mib.lua`: {' '.join(LUA_POST.splitlines()[1:])}")
+        body = tables(scenario, results[scenario.name], args)
+        sections.append(Section(f"{scenario.name}: {scenario.title}", body, "\n".join(context)))
+    lines = [f"- {line}" for line in targets(results)] or ["(none among the scenarios run)"]
     noisy = sum(
         r.noisy for outs in results.values() for o in outs for r in [*o.runs, *filter(None, [o.wide])]
     )
-    print(
+    lines.append(
         f"\n`*`: a run during which other processes used more than {NOISE_LIMIT} core, kept after"
         f" retries ({noisy} such runs); medians leave them out unless every run of a server was"
         " noisy (the median is then marked `*` too)."
+    )
+    sections.append(Section("Targets", "\n".join(lines)))
+    return sections
+
+
+def report(args: argparse.Namespace, results: dict[str, list[Outcome]]) -> None:
+    """Print the tables of every scenario measured, and the targets."""
+    print_sections(result_sections(args, results))
+
+
+def fragment(
+    args: argparse.Namespace,
+    results: dict[str, list[Outcome]],
+    info: dict[str, str],
+    command: str,
+    versions: str,
+    seconds: float,
+    interrupted: bool,
+) -> str:
+    """What `--markdown` writes: the tables and targets, with the run's date, machine and command."""
+    return markdown_fragment(
+        result_sections(args, results),
+        info,
+        command,
+        versions=versions,
+        seconds=seconds,
+        interrupted=interrupted,
     )
 
 
