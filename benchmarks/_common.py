@@ -708,6 +708,7 @@ def measure(side: Side, connections: int, opts: BenchOptions, budget: Budget, th
     """
     attempts = 1 + opts.retries
     run: Run | None = None
+    answered: Run | None = None  # The last attempt in which the server answered anything.
     for attempt in range(attempts):
         budget.extend(wait_no_other_wrk(opts.other_wrk_wait))
         wait_quiet(NOISE_LIMIT, 0.5, min(3.0, max(budget.slack(), 0.5)))
@@ -746,8 +747,11 @@ def measure(side: Side, connections: int, opts: BenchOptions, budget: Budget, th
             requests=result.requests,
             errors=result.errors,
             others=others,
-            noisy=others > NOISE_LIMIT,
+            # A run with no request answered measured nothing (wrk cut short, server stalled).
+            noisy=others > NOISE_LIMIT or result.requests == 0,
         )
+        if result.requests:
+            answered = run
         split = " + ".join(f"{label} {us:.0f}" for label, us in parts.items())
         flag = f"  noisy: others used {others:.2f} core" if run.noisy else ""
         print(
@@ -759,6 +763,8 @@ def measure(side: Side, connections: int, opts: BenchOptions, budget: Budget, th
             break
         print("    (discarded, measuring again)", flush=True)
     assert run is not None
+    if not run.requests and answered is not None:
+        run = answered  # A retry that got no answer does not replace a run that did.
     budget.spent(budget.per_run)
     return run
 
