@@ -159,17 +159,18 @@ class App:
     """A FastCGI app for nginx to pass to."""
 
     name: str
-    kind: str  # "ours-wsgi", "ours-asgi", "flup", "flup-nodelay"
+    kind: str  # "ours-wsgi", "ours-wsgi-via-asgi", "ours-asgi", "flup", "flup-nodelay"
     tcp: bool = False
 
     def argv(self, bind: str) -> list[str]:
         py = sys.executable
         if self.kind.startswith("ours"):
-            target = "apps:wsgi_app" if self.kind == "ours-wsgi" else "apps:asgi_app"
+            target = "apps:asgi_app" if self.kind == "ours-asgi" else "apps:wsgi_app"
             where = ["--uds", bind[5:]] if bind.startswith("unix:") else ["--port", bind.rpartition(":")[2]]
             return [
                 *["taskset", "-c", SERVER_CPU, py, "-m", "bridges", "serve", target, "--protocol", "fastcgi"],
                 *where,
+                *(["--fastcgi-wsgi", "asgi"] if self.kind == "ours-wsgi-via-asgi" else []),
                 *["--no-access-log", "--log-level", "warning"],
             ]
         nodelay = ["--nodelay"] if self.kind == "flup-nodelay" else []
@@ -200,6 +201,7 @@ HOST_SCENARIOS = [
         False,
         [
             App("bridges (WSGI)", "ours-wsgi"),
+            App("bridges (WSGI), --fastcgi-wsgi asgi", "ours-wsgi-via-asgi"),
             App("bridges (ASGI)", "ours-asgi"),
             App("flup (threaded)", "flup"),
         ],
@@ -210,6 +212,7 @@ HOST_SCENARIOS = [
         True,
         [
             App("bridges (WSGI)", "ours-wsgi"),
+            App("bridges (WSGI), --fastcgi-wsgi asgi", "ours-wsgi-via-asgi"),
             App("bridges (ASGI)", "ours-asgi"),
             App("flup (threaded)", "flup"),
         ],

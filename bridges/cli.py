@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="speak HTTP/1.1, or FastCGI to a web server (nginx fastcgi_pass, Apache mod_proxy_fcgi)",
     )
     add(
+        "--fastcgi-wsgi",
+        choices=["direct", "asgi"],
+        default="direct",
+        help="with --protocol fastcgi, how a WSGI app runs: 'direct' on a thread per connection that "
+        "reads, runs the app and writes itself; 'asgi' under WSGIToASGI on the event loop "
+        "(--fastcgi-multiplex implies it)",
+    )
+    add(
         "--fastcgi-multiplex",
         action="store_true",
         help="accept several FastCGI requests at once on one connection (FCGI_MPXS_CONNS)",
@@ -225,6 +233,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "mode",
             "protocol",
             "fastcgi_multiplex",
+            "fastcgi_wsgi",
             "host",
             "port",
             "uds",

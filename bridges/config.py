@@ -48,6 +48,8 @@ class Config:
     # What the server speaks: HTTP/1.1, or FastCGI behind a web server.
     protocol: Literal["http", "fastcgi"] = "http"
     fastcgi_multiplex: bool = False
+    # --protocol fastcgi with a WSGI app: threads that run it directly, or WSGIToASGI on the loop.
+    fastcgi_wsgi: Literal["direct", "asgi"] = "direct"
     # --mode fastcgi: the target is a FastCGI responder's address (php-fpm, fcgiwrap).
     document_root: str | None = None
     index: str = "index.php"

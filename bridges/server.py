@@ -42,6 +42,7 @@ class ServerState:
         self.connections: set[Any] = set()  # HTTPProtocol or FastCGIProtocol instances.
         self.tasks: set[asyncio.Task[None]] = set()
         self.total_requests = 0
+        self._count_lock = threading.Lock()
         self.should_exit = False
         self.running_eagerly = False  # An app is being run inline (see HTTPProtocol._start).
         # --header NAME:VALUE: added to every HTTP response (one block, with its line count).
@@ -52,6 +53,11 @@ class ServerState:
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_interval = 1.0
         self.proxy_trusted: Trusted | None = config.trusted_proxies() if config.proxy_headers else None
+
+    def count_request(self) -> None:
+        """Count one request served off the loop (the direct FastCGI WSGI threads)."""
+        with self._count_lock:
+            self.total_requests += 1
 
     def ensure_sweeper(self) -> None:
         """Start the periodic check of connection deadlines (header read, keep-alive)."""
@@ -204,18 +210,35 @@ class Server:
                         for sock in self.sockets:
                             sock.close()
                     raise
+            direct: Any = None
             if config.protocol == "fastcgi":
                 from .fastcgi_host import FastCGIProtocol
 
                 protocol_class: Any = FastCGIProtocol
+                if interface == "wsgi" and config.fastcgi_wsgi == "direct" and not config.fastcgi_multiplex:
+                    from .fastcgi_wsgi_host import DirectFastCGIServer
+                    from .wsgi_to_asgi import WSGIToASGI
+
+                    assert isinstance(app, WSGIToASGI)  # What Config.load() makes of a WSGI app.
+
+                    direct = DirectFastCGIServer(
+                        config,
+                        app.app,
+                        self.sockets,
+                        on_request=state.count_request,
+                    )
             else:
                 protocol_class = HTTPProtocol
-            servers = [
-                await loop.create_server(
-                    lambda: protocol_class(state, app), sock=sock, backlog=config.backlog
-                )
-                for sock in self.sockets
-            ]
+            if direct is not None:
+                servers = []
+                direct.start()
+            else:
+                servers = [
+                    await loop.create_server(
+                        lambda: protocol_class(state, app), sock=sock, backlog=config.backlog
+                    )
+                    for sock in self.sockets
+                ]
             parser = state.http_parser
             loop_name = type(loop).__module__.split(".")[0]
             for sock in self.sockets:
@@ -227,12 +250,14 @@ class Server:
                     config.app if isinstance(config.app, str) else _name_of(config.app),
                     _describe(sock, config.protocol),
                     "FastCGI" if config.protocol == "fastcgi" else parser,
-                    loop_name,
+                    "a thread per connection" if direct is not None else loop_name,
                 )
             self.started.set()
             try:
                 await self._wait_for_exit(state)
             finally:
+                if direct is not None:
+                    await loop.run_in_executor(None, direct.stop, config.timeout_graceful_shutdown)
                 await self._shutdown(servers, state)
                 if lifespan is not None:
                     await lifespan.shutdown()
