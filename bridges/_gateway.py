@@ -52,9 +52,10 @@ class ResponseRelay:
         self.ended = False
         self.client_gone = False
 
-    async def feed(self, data: bytes) -> bytes | None:
-        """Parse `data` (b"" at the end of the output); return a local redirect's location.
+    async def feed(self, data: bytes, end: bool = False) -> bytes | None:
+        """Parse `data` (b"" at the end of the output, or `end`); return a local redirect's location.
 
+        The last body chunk goes out with the end of the response, in one message.
         Raises CGIResponseError for malformed output and ClientGone when sending fails.
         """
         if self.ended:
@@ -63,9 +64,14 @@ class ResponseRelay:
             self.got_output = True
         parser = self.parser
         parser.receive_data(data)
+        if end and data:
+            parser.receive_data(b"")
+        pending: bytes | None = None  # A body chunk not sent yet: is it the last one?
         while True:
             event = parser.next_event()
             if event is NEED_DATA:
+                if pending is not None:
+                    await self._send({"type": "http.response.body", "body": pending, "more_body": True})
                 return None
             if isinstance(event, ResponseHead):
                 if event.kind == "local-redirect":
@@ -75,10 +81,12 @@ class ResponseRelay:
                     {"type": "http.response.start", "status": event.status, "headers": event.headers}
                 )
             elif isinstance(event, BodyData):
-                await self._send({"type": "http.response.body", "body": event.data, "more_body": True})
+                if pending is not None:
+                    await self._send({"type": "http.response.body", "body": pending, "more_body": True})
+                pending = event.data
             elif isinstance(event, EndOfResponse):
                 self.ended = True
-                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+                await self._send({"type": "http.response.body", "body": pending or b"", "more_body": False})
                 return None
 
     async def _send(self, message: Message) -> None:

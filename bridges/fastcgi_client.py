@@ -248,7 +248,8 @@ class FastCGIToASGI:
         self.max_connections = max_connections
         self.keep_conn = keep_conn
         self.idle_timeout = idle_timeout
-        self._slots: asyncio.Semaphore | None = None  # Made on first use, on the serving loop.
+        self._busy = 0  # Requests talking to the responder now (at most max_connections).
+        self._queue: deque[asyncio.Future[None]] = deque()  # Requests waiting for a slot.
         self.pass_authorization = pass_authorization
         self.max_spool_bytes = max_spool_bytes
         self._idle: deque[_Backend] = deque()
@@ -420,9 +421,8 @@ class FastCGIToASGI:
         """One FastCGI request; returns a local redirect's location, or None when answered."""
         variables = self.variables_for(scope)
         params = {name.encode("latin-1"): value.encode("latin-1") for name, value in variables.items()}
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_connections)
-        async with self._slots:
+        await self._take_slot()
+        try:
             for attempt in (1, 2):
                 backend = await self._connect()
                 try:
@@ -435,7 +435,33 @@ class FastCGIToASGI:
                 except BaseException:
                     backend.close()
                     raise
+        finally:
+            self._give_slot()
         raise AssertionError("unreachable")
+
+    async def _take_slot(self) -> None:
+        """Wait for one of the `max_connections` slots (first come, first served)."""
+        if self._busy < self.max_connections and not self._queue:
+            self._busy += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(waiter)
+        try:
+            await waiter  # _give_slot hands its slot over: _busy is unchanged.
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._give_slot()  # Handed over, but this request is gone: pass it on.
+            else:
+                self._queue.remove(waiter)
+            raise
+
+    def _give_slot(self) -> None:
+        while self._queue:
+            waiter = self._queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._busy -= 1
 
     async def _run(
         self, backend: _Backend, params: dict[bytes, bytes], body: _RequestBody, send: Send
@@ -455,10 +481,16 @@ class FastCGIToASGI:
         if not body.empty:
             pump = asyncio.ensure_future(self._pump_body(backend, body, request_id))
         relay = ResponseRelay(send)
+        arrived: deque[object] = deque()  # Events already received, read ahead of their turn.
         try:
             while True:
                 try:
-                    event = await backend.next_event(self.read_timeout)
+                    event = arrived.popleft() if arrived else await backend.next_event(self.read_timeout)
+                    if isinstance(event, Stdout) and event.data and not arrived:
+                        # Is this the last of the output? Then it leaves with the response's end.
+                        ahead = codec.next_event()
+                        if ahead is not NEED_DATA:
+                            arrived.append(ahead)
                 except asyncio.TimeoutError:
                     raise _Status(504, f"FastCGI backend {self.address} did not answer in time") from None
                 except RemoteProtocolError as exc:
@@ -476,7 +508,8 @@ class FastCGIToASGI:
                         raise ConnectionError("FastCGI backend closed the connection mid-response")
                     raise _Status(502, f"FastCGI backend {self.address} closed the connection early")
                 if isinstance(event, Stdout):
-                    location = await relay.feed(event.data)
+                    last = bool(arrived) and _ends_output(arrived[0])
+                    location = await relay.feed(event.data, end=last)
                     if location is not None:
                         backend.close()  # The rest of this response is not wanted.
                         return location
@@ -520,6 +553,11 @@ class FastCGIToASGI:
             self._abort(backend, request_id)  # The reader then sees the close and stops.
         except (OSError, RuntimeError):
             pass  # The reading side reports the broken connection.
+
+
+def _ends_output(event: object) -> bool:
+    """Whether `event` ends the responder's output (the end of STDOUT, or END_REQUEST)."""
+    return isinstance(event, EndRequest) or (isinstance(event, Stdout) and event.end)
 
 
 def _declares_body(scope: Scope) -> bool:

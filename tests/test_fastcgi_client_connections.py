@@ -225,3 +225,56 @@ def test_params_reach_the_responder_whole() -> None:
     assert params[b"PATH_INFO"] == b"/extra"
     assert params[b"APP_ENV"] == b"t"
     responder.close()
+
+
+def test_the_last_chunk_leaves_with_the_end_of_the_response() -> None:
+    responder = Responder()
+    app = FastCGIToASGI(f"127.0.0.1:{responder.port}")
+    messages: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        async def receive() -> dict[str, Any]:
+            raise AssertionError("no body to read")
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        await app(http_scope("/x.php"), receive, send)
+
+    run(scenario(), timeout=20)
+    assert [m["type"] for m in messages] == ["http.response.start", "http.response.body"]
+    assert messages[1]["body"] == b"hello" and messages[1]["more_body"] is False
+    responder.close()
+
+
+def test_requests_beyond_max_connections_wait_their_turn_and_cancelled_ones_free_their_slot() -> None:
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0}
+
+    def slow(codec: FastCGIConnection, request_id: int, conn: socket.socket) -> None:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        Responder.hello(codec, request_id, conn)
+
+    responder = Responder(slow)
+    app = FastCGIToASGI(f"127.0.0.1:{responder.port}", max_connections=3)
+
+    async def scenario() -> list[Any]:
+        doomed = [asyncio.ensure_future(get(app)) for _ in range(5)]
+        await asyncio.sleep(0.01)
+        for task in doomed[3:]:  # Two that wait for a slot give up.
+            task.cancel()
+        results = await asyncio.gather(*(get(app) for _ in range(12)), *doomed, return_exceptions=True)
+        assert app._busy == 0 and not app._queue  # Every slot came back.
+        return results
+
+    results = run(scenario(), timeout=30)
+    answered = [r for r in results if r == (200, b"hello")]
+    cancelled = [r for r in results if isinstance(r, asyncio.CancelledError)]
+    assert len(answered) == 15 and len(cancelled) == 2
+    assert state["most"] <= 3
+    responder.close()
