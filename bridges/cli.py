@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit-concurrency",
         type=_positive_int,
         metavar="N",
-        help="answer 503 when N requests are already in progress",
+        help="answer 503 when N requests are already in progress (a WSGI app on the direct FastCGI "
+        "path: at most N connection threads, default 1024)",
     )
     limits.add_argument(
         "--max-request-line-bytes", type=_positive_int, default=8190, help="longer request lines get 414"
