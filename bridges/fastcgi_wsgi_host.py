@@ -60,7 +60,8 @@ access_logger = logging.getLogger("bridges.access")
 
 _READ_SIZE = 64 * 1024
 _HOLD_BYTES = 16 * 1024
-_SPARE_THREADS = 8  # Threads kept waiting in accept() per listening socket.
+_SPARE_THREADS = 8  # Threads kept waiting in accept() per listening socket...
+_LOW_WATER = 2  # ...topped up when fewer than this many are left waiting.
 # The same answer WSGIToASGI gives for an app that fails before its response starts.
 _ERROR_RESPONSE = (
     b"Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -106,22 +107,34 @@ class DirectFastCGIServer:
         for sock in self.sockets:
             sock.setblocking(True)  # Threads wait in accept(); the kernel wakes one per connection.
             self._accepting[sock.fileno()] = 0
-            self._spawn(sock)
+            self._spawn(sock, _SPARE_THREADS)
 
-    def _spawn(self, listener: socket.socket) -> None:
-        # Called with the lock held, or before any thread runs.
-        if len(self._threads) >= self.max_threads or self.stopping:
-            return
-        thread = threading.Thread(target=self._follow, args=(listener,), name="bridges-fastcgi", daemon=True)
-        self._threads.add(thread)
-        thread.start()
+    def _spawn(self, listener: socket.socket, count: int = 1) -> None:
+        """Start up to `count` more threads for `listener` (not with the lock held: a new
+        thread must run before start() returns, and it takes the lock)."""
+        threads = []
+        with self._lock:
+            for _ in range(count):
+                if len(self._threads) >= self.max_threads or self.stopping:
+                    break
+                thread = threading.Thread(
+                    target=self._follow, args=(listener,), name="bridges-fastcgi", daemon=True
+                )
+                self._threads.add(thread)
+                self._accepting[listener.fileno()] += 1  # Counted as waiting from now on.
+                threads.append(thread)
+        for thread in threads:
+            thread.start()
 
     def _follow(self, listener: socket.socket) -> None:
         key = listener.fileno()
+        counted = True  # _spawn counted this thread as waiting in accept() already.
         try:
             while not self.stopping:
-                with self._lock:
-                    self._accepting[key] += 1
+                if not counted:
+                    with self._lock:
+                        self._accepting[key] += 1
+                counted = False
                 try:
                     conn, _ = listener.accept()
                 except OSError as exc:
@@ -135,12 +148,15 @@ class DirectFastCGIServer:
                     continue
                 with self._lock:
                     self._accepting[key] -= 1
-                    if self._accepting[key] == 0:
-                        self._spawn(listener)  # Someone must be in accept() while this one works.
+                    # Keep threads waiting in accept(): a burst of new connections (nginx opening
+                    # its upstream connections) must not wait for threads started one by one.
+                    wanted = _SPARE_THREADS - self._accepting[key] if self._accepting[key] < _LOW_WATER else 0
                     if self.stopping:
                         conn.close()
                         return
                     self._connections[conn] = False
+                if wanted > 0:
+                    self._spawn(listener, wanted)
                 try:
                     self._serve_connection(conn)
                 finally:
