@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import re
 import socket
 import threading
 import time
@@ -48,7 +47,7 @@ from .fastcgi_protocol import (
 )
 from .http11 import status_line
 from .translate import gateway_variables_to_scope, scope_to_environ
-from .wsgi_to_asgi import FileWrapper, _ErrorStream
+from .wsgi_to_asgi import _BAD_VALUE_CHARS, _HEADER_NAME, FileWrapper, _ErrorStream, check_start_response
 
 if TYPE_CHECKING:
     from .config import Config
@@ -68,8 +67,6 @@ _ERROR_RESPONSE = (
     b"Content-Length: 21\r\n\r\nInternal Server Error"
 )
 _BAD_REQUEST = b"Status: 400 Bad Request\r\nContent-Type: text/plain\r\n\r\nBad Request\n"
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
-_HEADER_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 class _ConnectionGone(Exception):
@@ -470,19 +467,10 @@ class _Response:
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
     ) -> WriteCallable:
-        if exc_info is not None and exc_info[1] is not None:
-            try:
-                if self.head_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None  # Break the traceback cycle (PEP 3333).
-        elif self.headers_set:
-            raise LocalProtocolError("start_response called a second time without exc_info")
-        code = status[:3]
-        if len(status) < 3 or not code.isdigit() or (len(status) > 3 and status[3] != " "):
-            raise LocalProtocolError(f"invalid WSGI status {status!r}")
-        if "\r" in status or "\n" in status:
-            raise LocalProtocolError(f"invalid WSGI status {status!r}")
+        code = check_start_response(
+            status, exc_info, headers_set=self.headers_set, headers_sent=self.head_sent
+        )
+        exc_info = None  # Break the traceback cycle (PEP 3333).
         if len(status.rstrip()) <= 3:
             reason_line = status_line(int(code))[9:]  # "200 OK\r\n", a reason for a bare code.
         else:
@@ -490,7 +478,7 @@ class _Response:
         parts = [b"Status: ", reason_line]
         remaining = None
         for name, value in headers:
-            if not name or not _HEADER_CHARS.issuperset(name) or _BAD_VALUE.search(value):
+            if not _HEADER_NAME.fullmatch(name) or _BAD_VALUE_CHARS.search(value):
                 raise LocalProtocolError(f"invalid response header {name!r}: {value!r}")
             value = value.strip(" \t")
             if name.lower() == "content-length":

@@ -372,17 +372,10 @@ class _Exchange:
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
     ) -> WriteCallable:
-        if exc_info is not None and exc_info[1] is not None:
-            try:
-                if self.headers_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None  # Break the traceback cycle (PEP 3333).
-        elif self.headers_set:
-            raise LocalProtocolError("start_response called a second time without exc_info")
-        code = status[:3]
-        if len(status) < 3 or not code.isdigit() or (len(status) > 3 and status[3] != " "):
-            raise LocalProtocolError(f"invalid WSGI status {status!r}")
+        code = check_start_response(
+            status, exc_info, headers_set=self.headers_set, headers_sent=self.headers_sent
+        )
+        exc_info = None  # Break the traceback cycle (PEP 3333).
         encoded: list[tuple[bytes, bytes]] = []
         remaining = None
         for name, value in headers:
@@ -583,6 +576,33 @@ class WSGIToASGI:
                 await send({"type": "websocket.close", "code": 1000})
         else:
             raise LocalProtocolError(f"WSGIToASGI cannot serve scope type {kind!r}")
+
+
+def check_start_response(
+    status: str, exc_info: OptExcInfo | None, *, headers_set: bool, headers_sent: bool
+) -> str:
+    """The checks every start_response makes (PEP 3333); return the status's 3-digit code.
+
+    With `exc_info` after the headers went out, re-raise the app's error; without it, a second
+    call is an error. The status must be three digits, then nothing or a space and a reason.
+    """
+    if exc_info is not None and exc_info[1] is not None:
+        try:
+            if headers_sent:
+                raise exc_info[1].with_traceback(exc_info[2])
+        finally:
+            exc_info = None  # Break the traceback cycle.
+    elif headers_set:
+        raise LocalProtocolError("start_response called a second time without exc_info")
+    code = status[:3]
+    if (
+        len(status) < 3
+        or not code.isdigit()
+        or (len(status) > 3 and status[3] != " ")
+        or _BAD_VALUE_CHARS.search(status)
+    ):
+        raise LocalProtocolError(f"invalid WSGI status {status!r}")
+    return code
 
 
 async def _acknowledge_lifespan(receive: Receive, send: Send) -> None:
