@@ -70,7 +70,7 @@ _BAD_REQUEST = b"Status: 400 Bad Request\r\nContent-Type: text/plain\r\n\r\nBad 
 
 
 class _ConnectionGone(Exception):
-    """The web server closed the connection or aborted the request."""
+    """The web server closed the connection or aborted the request (a socket error of ours)."""
 
 
 class DirectFastCGIServer:
@@ -300,9 +300,9 @@ class DirectFastCGIServer:
             if not response.headers_set:
                 raise LocalProtocolError("the WSGI app returned without calling start_response")
             response.finish()
-        except (_ConnectionGone, OSError):
-            raise _ConnectionGone from None
-        except Exception as exc:
+        except _ConnectionGone:
+            raise
+        except Exception as exc:  # The app's own errors, OSError included (ours are _ConnectionGone).
             app_status = 1
             logger.error("Exception in WSGI application", exc_info=exc)
             if response.head_sent:
@@ -358,7 +358,10 @@ class _RecordReader:
             event = codec.next_event()
             if event is not NEED_DATA:
                 return event
-            data = self.conn.recv(_READ_SIZE)
+            try:
+                data = self.conn.recv(_READ_SIZE)
+            except OSError as exc:
+                raise _ConnectionGone from exc
             codec.receive_data(data)
 
     def next_stdin(self, request_id: int) -> bytes:
@@ -509,7 +512,10 @@ class _Response:
         if first and len(records) < _HOLD_BYTES:
             self.pending = records  # A small first chunk waits: it may leave with END_REQUEST.
         else:
-            self.conn.sendall(records)
+            try:
+                self.conn.sendall(records)
+            except OSError as exc:
+                raise _ConnectionGone from exc
 
     def finish(self) -> None:
         """Queue the end of STDOUT (and the head, for an empty body) to go with END_REQUEST."""

@@ -54,6 +54,8 @@ def probe(environ: dict[str, Any], start_response: Any) -> Any:
     path = environ["PATH_INFO"]
     if path.endswith("/boom"):
         raise RuntimeError("probe failure before start_response")
+    if path.endswith("/oserror"):
+        open("/nonexistent/bridges-test-file")  # noqa: SIM115  # An app's OSError is a 500, not a lost connection.
     if path.endswith("/boom-late"):
         start_response("200 OK", [("Content-Type", "text/plain")])
 
@@ -144,7 +146,7 @@ def test_direct_path_answers_exactly_as_the_asgi_path(case: str) -> None:
     assert f"body={len(body)}:{hashlib.sha256(body).hexdigest()}".encode() in out
 
 
-@pytest.mark.parametrize("route", ["/big", "/cl", "/write", "/bare-status", "/boom"])
+@pytest.mark.parametrize("route", ["/big", "/cl", "/write", "/bare-status", "/boom", "/oserror"])
 def test_responses_match_between_the_paths(route: str) -> None:
     answers = {}
     statuses = {}
@@ -154,14 +156,16 @@ def test_responses_match_between_the_paths(route: str) -> None:
         answers[path] = (head.status, head.headers, out)
         statuses[path] = end.app_status
     assert answers["direct"] == answers["asgi"]
-    expected = {"/big": 200, "/cl": 200, "/write": 202, "/bare-status": 204, "/boom": 500}[route]
+    expected = {"/big": 200, "/cl": 200, "/write": 202, "/bare-status": 204, "/boom": 500, "/oserror": 500}[
+        route
+    ]
     assert answers["direct"][0] == expected
     if route == "/cl":
         assert answers["direct"][2] == b"12345"  # Nothing past Content-Length.
     if route == "/big":
         assert answers["direct"][2] == b"".join(bytes([65 + i]) * 100_000 for i in range(10))
     # The direct path reports an app failure in END_REQUEST's appStatus too (WSGIToASGI cannot).
-    assert statuses["direct"] == (1 if route == "/boom" else 0)
+    assert statuses["direct"] == (1 if route in ("/boom", "/oserror") else 0)
 
 
 def test_kept_connection_serves_requests_in_turn_and_a_plain_one_closes() -> None:
