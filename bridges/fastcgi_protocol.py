@@ -255,21 +255,29 @@ def decode_name_values(
 ) -> tuple[dict[bytes, bytes], int]:
     """Decode the complete pairs at the start of `data`; return them and how many bytes they used."""
     pairs: dict[bytes, bytes] = {} if into is None else into
+    view = bytes(data)  # One copy; slices of bytes are bytes.
+    size = len(view)
     offset = 0
-    while True:
-        name_length = _decode_length(data, offset)
-        if name_length is None:
-            return pairs, offset
-        value_length = _decode_length(data, name_length[1])
-        if value_length is None:
-            return pairs, offset
-        start = value_length[1]
-        end = start + name_length[0] + value_length[0]
-        if end > len(data):
-            return pairs, offset
-        name_end = start + name_length[0]
-        pairs[bytes(data[start:name_end])] = bytes(data[name_end:end])
+    while offset + 2 <= size:
+        name_length = view[offset]
+        value_length = view[offset + 1]
+        if name_length < 0x80 and value_length < 0x80:  # The common case: two 1-byte lengths.
+            start = offset + 2
+        else:
+            decoded_name = _decode_length(view, offset)
+            if decoded_name is None:
+                break
+            decoded_value = _decode_length(view, decoded_name[1])
+            if decoded_value is None:
+                break
+            name_length, value_length, start = decoded_name[0], decoded_value[0], decoded_value[1]
+        name_end = start + name_length
+        end = name_end + value_length
+        if end > size:
+            break
+        pairs[view[start:name_end]] = view[name_end:end]
         offset = end
+    return pairs, offset
 
 
 # ---- records -----------------------------------------------------------------------------------
