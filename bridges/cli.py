@@ -75,11 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--fastcgi-wsgi",
-        choices=["direct", "asgi"],
-        default="direct",
+        choices=["auto", "direct", "asgi"],
+        default="auto",
         help="with --protocol fastcgi, how a WSGI app runs: 'direct' on a thread per connection that "
         "reads, runs the app and writes itself; 'asgi' under WSGIToASGI on the event loop "
-        "(--fastcgi-multiplex implies it)",
+        "(--fastcgi-multiplex implies it); 'auto' direct for connections without FCGI_KEEP_CONN, "
+        "on the event loop for kept ones",
     )
     add(
         "--fastcgi-multiplex",

@@ -48,8 +48,9 @@ class Config:
     # What the server speaks: HTTP/1.1, or FastCGI behind a web server.
     protocol: Literal["http", "fastcgi"] = "http"
     fastcgi_multiplex: bool = False
-    # --protocol fastcgi with a WSGI app: threads that run it directly, or WSGIToASGI on the loop.
-    fastcgi_wsgi: Literal["direct", "asgi"] = "direct"
+    # --protocol fastcgi with a WSGI app: threads that run it directly ("direct"), WSGIToASGI on
+    # the loop ("asgi"), or directly for one-request connections and on the loop for kept ones.
+    fastcgi_wsgi: Literal["auto", "direct", "asgi"] = "auto"
     # --mode fastcgi: the target is a FastCGI responder's address (php-fpm, fcgiwrap).
     document_root: str | None = None
     index: str = "index.php"

@@ -60,8 +60,9 @@ def _fd_limit() -> int:
 class FastCGIProtocol(StreamProtocol):
     """One connection from a web server."""
 
-    def __init__(self, state: ServerState, app: ASGIApp) -> None:
+    def __init__(self, state: ServerState, app: ASGIApp, initial_data: bytes = b"") -> None:
         super().__init__(state)
+        self.initial_data = initial_data  # Read by the direct WSGI host before it handed us the socket.
         self.config = state.config
         self.app = app
         self.connection = FastCGIConnection(
@@ -78,6 +79,9 @@ class FastCGIProtocol(StreamProtocol):
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.state.connections.add(self)
+        if self.initial_data:
+            data, self.initial_data = self.initial_data, b""
+            self._feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -1,10 +1,14 @@
 """Serve a WSGI app as a FastCGI responder directly: a thread per connection, no event loop between.
 
-`bridge serve wsgi_app --protocol fastcgi` takes this path (`Config.fastcgi_wsgi="direct"`, the
-default; "asgi" runs the app under WSGIToASGI on the event loop host instead, as multiplexing
-does). The ASGI path hands every request from the loop to a pool thread and back, two thread
+`bridge serve wsgi_app --protocol fastcgi` takes this path. The ASGI path (WSGIToASGI on the
+event loop host) hands every request from the loop to a pool thread and back, two thread
 wake-ups per request; here the thread that accepted the connection reads the records, calls the
-app and writes the response itself, with blocking sockets, as flup does.
+app and writes the response itself, with blocking sockets, as flup does. That wins for
+connections that carry one request (nginx's default). A kept connection (FCGI_KEEP_CONN) would
+hold its thread while idle, and its requests gain nothing from it: with `Config.fastcgi_wsgi`
+"auto" (the default) such a connection goes to the event loop host, with the bytes read so far,
+as soon as its first BEGIN_REQUEST says so. "direct" keeps every connection here; "asgi" (and
+`--fastcgi-multiplex`) uses the event loop host for all.
 
 Threads follow each other in `accept()` (leader/follower): one more thread starts when the last
 one waiting in `accept()` takes a connection, up to `limit_concurrency` (default 1024); a thread
@@ -84,11 +88,15 @@ class DirectFastCGIServer:
         *,
         on_request: Any = None,
         app_state: Mapping[str, Any] | None = None,
+        hand_off_kept: Any = None,
     ) -> None:
         self.config = config
         self.app = app
         self.sockets = sockets
         self.on_request = on_request or (lambda: None)
+        # `hand_off_kept(conn, received)`: a connection whose first request asks FCGI_KEEP_CONN
+        # goes to the event loop host with the bytes read so far (see the module docstring).
+        self.hand_off_kept = hand_off_kept
         self.max_threads = config.limit_concurrency or 1024
         self.errors = _ErrorStream()
         self.stopping = False
@@ -154,12 +162,14 @@ class DirectFastCGIServer:
                     self._connections[conn] = False
                 if wanted > 0:
                     self._spawn(listener, wanted)
+                handed_off = False
                 try:
-                    self._serve_connection(conn)
+                    handed_off = self._serve_connection(conn)
                 finally:
                     with self._lock:
                         self._connections.pop(conn, None)
-                    conn.close()
+                    if not handed_off:
+                        conn.close()
                 with self._lock:
                     if self._accepting[key] >= _SPARE_THREADS:
                         return  # Enough others wait for the next connection.
@@ -213,10 +223,13 @@ class DirectFastCGIServer:
 
     # ---- one connection -----------------------------------------------------------------------
 
-    def _serve_connection(self, conn: socket.socket) -> None:
+    def _serve_connection(self, conn: socket.socket) -> bool:
+        """Serve `conn` until it ends; True when it was handed to the event loop instead."""
         config = self.config
         codec = FastCGIConnection("application", max_params_bytes=config.max_header_bytes)
         reader = _RecordReader(conn, codec, self._values)
+        if self.hand_off_kept is None:
+            reader.received = None
         role = Role.RESPONDER
         keep_conn = False
         try:
@@ -225,15 +238,21 @@ class DirectFastCGIServer:
                     event = reader.next_event()
                 except FastCGIProtocolError as exc:
                     logger.warning("FastCGI protocol error: %s", exc)
+                    reader.received = None
                     if exc.reply:
                         conn.sendall(exc.reply)
                     if exc.close:
-                        return
+                        return False
                     continue
                 if event is CONNECTION_CLOSED:
-                    return
+                    return False
                 if isinstance(event, BeginRequest):
                     role, keep_conn = event.role, event.keep_conn
+                    if reader.received is not None:
+                        if keep_conn and not self.stopping:
+                            self.hand_off_kept(conn, b"".join(reader.received))
+                            return True
+                        reader.received = None  # One request, then closed: served right here.
                 elif isinstance(event, Params):
                     with self._lock:
                         self._connections[conn] = True
@@ -244,15 +263,17 @@ class DirectFastCGIServer:
                             self._connections[conn] = False
                     self.on_request()
                     if not keep_conn or self.stopping:
-                        return
+                        return False
                 elif isinstance(event, GetValues):
+                    reader.received = None  # Answered here: this connection stays here.
                     conn.sendall(codec.send(GetValuesResult(self._values(event.names))))
                 elif isinstance(event, UnknownType):
+                    reader.received = None
                     conn.sendall(codec.send(UnknownType(event.record_type)))
                 # STDIN left over from a request the app did not read whole, DATA, ABORT_REQUEST
                 # for a finished request: nothing to do.
         except (_ConnectionGone, OSError):
-            return
+            return False
 
     def _values(self, names: tuple[bytes, ...]) -> dict[bytes, bytes]:
         known = {
@@ -351,6 +372,7 @@ class _RecordReader:
         self.codec = codec
         self.values = values  # names -> the GET_VALUES_RESULT answer
         self.aborted = False
+        self.received: list[bytes] | None = []  # Raw bytes so far, while a hand-off may come.
 
     def next_event(self) -> Any:
         codec = self.codec
@@ -362,6 +384,8 @@ class _RecordReader:
                 data = self.conn.recv(_READ_SIZE)
             except OSError as exc:
                 raise _ConnectionGone from exc
+            if self.received is not None:
+                self.received.append(data)
             codec.receive_data(data)
 
     def next_stdin(self, request_id: int) -> bytes:

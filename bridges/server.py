@@ -8,6 +8,7 @@ lifespan shutdown and returns. Each connection is an `http11.HTTPProtocol`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -215,17 +216,21 @@ class Server:
                 from .fastcgi_host import FastCGIProtocol
 
                 protocol_class: Any = FastCGIProtocol
-                if interface == "wsgi" and config.fastcgi_wsgi == "direct" and not config.fastcgi_multiplex:
+                if interface == "wsgi" and config.fastcgi_wsgi != "asgi" and not config.fastcgi_multiplex:
                     from .fastcgi_wsgi_host import DirectFastCGIServer
                     from .wsgi_to_asgi import WSGIToASGI
 
                     assert isinstance(app, WSGIToASGI)  # What Config.load() makes of a WSGI app.
 
+                    hand_off = None
+                    if config.fastcgi_wsgi == "auto":
+                        hand_off = functools.partial(_hand_off_kept, loop, state, app)
                     direct = DirectFastCGIServer(
                         config,
                         app.app,
                         self.sockets,
                         on_request=state.count_request,
+                        hand_off_kept=hand_off,
                     )
             else:
                 protocol_class = HTTPProtocol
@@ -314,6 +319,26 @@ class Server:
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError):
                 pass
+
+
+def _hand_off_kept(
+    loop: asyncio.AbstractEventLoop, state: ServerState, app: ASGIApp, conn: socket.socket, received: bytes
+) -> None:
+    """Give a kept FastCGI connection from a direct WSGI thread to the loop (thread-safe)."""
+    from .fastcgi_host import FastCGIProtocol
+
+    async def adopt() -> None:
+        try:
+            conn.setblocking(False)
+            await loop.connect_accepted_socket(lambda: FastCGIProtocol(state, app, received), sock=conn)
+        except Exception as exc:  # The loop is closing, or the socket is gone.
+            logger.warning("could not hand a FastCGI connection to the event loop: %s", exc)
+            conn.close()
+
+    try:
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(adopt()))
+    except RuntimeError:  # The loop has closed.
+        conn.close()
 
 
 def _name_of(app: Any) -> str:

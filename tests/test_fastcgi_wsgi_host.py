@@ -32,7 +32,7 @@ from bridges.fastcgi_protocol import (
 
 pytestmark = pytest.mark.timeout(60)
 
-PATHS = ["direct", "asgi"]
+PATHS = ["auto", "direct", "asgi"]
 closed_results: list[str] = []
 
 
@@ -138,7 +138,7 @@ def test_direct_path_answers_exactly_as_the_asgi_path(case: str) -> None:
         with serve(path) as server:
             head, out, end = exchange(port_of(server), params, body)
         answers[path] = (head.status, head.headers, out, end)
-    assert answers["direct"] == answers["asgi"]
+    assert answers["direct"] == answers["asgi"] == answers["auto"]
     status, headers, out, end = answers["direct"]
     assert status == 201 and end == EndRequest(1, 0, ProtocolStatus.REQUEST_COMPLETE)
     assert (b"set-cookie", b"a=1") in headers and (b"set-cookie", b"b=2") in headers
@@ -155,7 +155,7 @@ def test_responses_match_between_the_paths(route: str) -> None:
             head, out, end = exchange(port_of(server), nginx_params(route))
         answers[path] = (head.status, head.headers, out)
         statuses[path] = end.app_status
-    assert answers["direct"] == answers["asgi"]
+    assert answers["direct"] == answers["asgi"] == answers["auto"]
     expected = {"/big": 200, "/cl": 200, "/write": 202, "/bare-status": 204, "/boom": 500, "/oserror": 500}[
         route
     ]
@@ -168,8 +168,9 @@ def test_responses_match_between_the_paths(route: str) -> None:
     assert statuses["direct"] == (1 if route in ("/boom", "/oserror") else 0)
 
 
-def test_kept_connection_serves_requests_in_turn_and_a_plain_one_closes() -> None:
-    with serve("direct") as server:
+@pytest.mark.parametrize("path", ["auto", "direct"])
+def test_kept_connection_serves_requests_in_turn_and_a_plain_one_closes(path: str) -> None:
+    with serve(path) as server:
         port = port_of(server)
         client = Client(port)
         for request_id in (1, 2, 3):
@@ -260,9 +261,11 @@ def bridges_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "bridges-fastcgi"]
 
 
-def test_many_kept_connections_each_get_a_thread_and_none_is_left_after_stop() -> None:
-    """nginx's keepalive cache holds connections idle: none may wait behind busy threads."""
-    with serve("direct") as server:
+@pytest.mark.parametrize("path", ["auto", "direct"])
+def test_many_kept_connections_are_all_served_and_no_thread_is_left_after_stop(path: str) -> None:
+    """nginx's keepalive cache holds connections idle: none may wait behind busy threads.
+    "direct" gives each its own thread; "auto" hands each to the event loop."""
+    with serve(path) as server:
         port = port_of(server)
         clients = [Client(port) for _ in range(100)]
         for number, client in enumerate(clients):  # Each stays open and idle after its request.
@@ -271,7 +274,10 @@ def test_many_kept_connections_each_get_a_thread_and_none_is_left_after_stop() -
         for number, client in enumerate(clients):  # Then each is used again.
             head, _, _ = client.request(2, nginx_params(f"/again{number}"))
             assert head.status == 201
-        assert len(bridges_threads()) >= 100
+        if path == "direct":
+            assert len(bridges_threads()) >= 100
+        else:
+            assert len(bridges_threads()) <= 20, "kept connections must not hold direct threads"
         for client in clients:
             client.close()
     deadline = time.monotonic() + 10
@@ -280,7 +286,8 @@ def test_many_kept_connections_each_get_a_thread_and_none_is_left_after_stop() -
     assert bridges_threads() == []
 
 
-def test_shutdown_closes_idle_connections_and_finishes_running_requests() -> None:
+@pytest.mark.parametrize("path", ["auto", "direct"])
+def test_shutdown_closes_idle_connections_and_finishes_running_requests(path: str) -> None:
     release = threading.Event()
     started = threading.Event()
 
@@ -292,7 +299,7 @@ def test_shutdown_closes_idle_connections_and_finishes_running_requests() -> Non
         return [b"finished"]
 
     with running_server(
-        slow, protocol="fastcgi", mode="wsgi", lifespan="off", timeout_graceful_shutdown=30
+        slow, protocol="fastcgi", mode="wsgi", lifespan="off", timeout_graceful_shutdown=30, fastcgi_wsgi=path
     ) as server:
         port = port_of(server)
         idle = Client(port)
@@ -331,3 +338,35 @@ def test_multiplexing_takes_the_asgi_path() -> None:
             assert b"PATH_INFO=" + path + b"\n" in parse_cgi(stdout)[1]
         client.close()
         assert bridges_threads() == []
+
+
+def test_auto_serves_one_request_connections_on_threads_and_kept_ones_on_the_loop() -> None:
+    seen: list[str] = []
+
+    def where(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(threading.current_thread().name)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with running_server(where, protocol="fastcgi", mode="wsgi", lifespan="off") as server:
+        port = port_of(server)
+        exchange(port, nginx_params("/once"), keep=False)
+        kept = Client(port)
+        for request_id in (1, 2):
+            head, body, _ = kept.request(request_id, nginx_params(f"/kept{request_id}"))
+            assert (head.status, body) == (200, b"ok")
+        kept.close()
+    assert seen[0] == "bridges-fastcgi"  # The accepting thread ran it.
+    assert seen[1:] and all(name.startswith("bridges-wsgi") for name in seen[1:]), seen  # WSGIToASGI's pool.
+
+
+def test_a_kept_connection_sending_get_values_first_stays_on_its_thread() -> None:
+    with serve("auto") as server:
+        client = Client(port_of(server))
+        client.send(GetValues((b"FCGI_MPXS_CONNS",)))
+        (result,) = client.events_until(lambda e: isinstance(e, GetValuesResult))
+        assert result.values == {b"FCGI_MPXS_CONNS": b"0"}
+        for request_id in (1, 2):
+            head, _, _ = client.request(request_id, nginx_params("/after-values"))
+            assert head.status == 201
+        client.close()
